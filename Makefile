@@ -1,0 +1,36 @@
+# One command set for people, pre-commit and CI. Each target creates .venv when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,aws]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install  ## the main job on the embedded backends
+	$(BIN)/recloop demo
+
+test: install  ## the whole test suite
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+lint: install
+	$(BIN)/ruff check src tests lambdas training bench
+	$(BIN)/ruff format --check src tests lambdas training bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format src tests lambdas training bench
+	$(BIN)/ruff check --fix src tests lambdas training bench
+
+bench: install
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .recloop .pytest_cache .mypy_cache .ruff_cache

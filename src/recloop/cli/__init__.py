@@ -1,0 +1,23 @@
+"""`recloop ...`: every stage runnable by hand (Typer).
+
+Each area registers its commands from its own module, so one area's change touches one file.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from recloop.cli import lake as lake_cli
+
+app = typer.Typer(
+    name="recloop",
+    help="A recommender service that keeps itself fresh.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+lake_cli.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

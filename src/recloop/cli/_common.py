@@ -1,0 +1,32 @@
+"""Helpers shared by the CLI modules: settings, the console, errors as exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from recloop.errors import RecloopError
+
+console = Console(stderr=True)  # human output on stderr keeps stdout clean for --json
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn recloop's own errors into a one-line message and exit code 2, not a traceback."""
+    try:
+        yield
+    except RecloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def print_json(payload: dict[str, Any]) -> None:
+    """One JSON object on its own line on stdout (the last line a script reads)."""
+    sys.stdout.write(orjson.dumps(payload).decode() + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,157 @@
+"""Object stores under the lake: a local folder or an S3 prefix, behind one small interface.
+
+S3 goes through boto3 rather than pyarrow.fs because the lake relies on conditional writes
+(If-None-Match: *) for exactly-once objects, which pyarrow.fs does not expose, and because
+moto can then test the very calls production makes.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from recloop.errors import ConfigError, LakeError, TransientStoreError
+
+# S3 error codes a retry may cure; anything else is permanent.
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
+        "ServiceUnavailable", "RequestTimeTooSkewed", "ConditionalRequestConflict",
+        "500", "502", "503", "504",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class ObjectStore(Protocol):
+    """Keys are '/'-separated paths relative to the store's root."""
+
+    uri: str
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Write `data` unless `key` exists; True when written, False when it was there."""
+        ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in key order."""
+        ...
+
+
+class LocalStore:
+    """A folder on the local disk (file:// URIs)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = root.as_uri()
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Write aside, then link into place: link() fails if the name exists, so a reader
+        # never sees a half-written object and a second writer never replaces the first.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return True
+
+    def get(self, key: str) -> bytes:
+        try:
+            return (self.root / key).read_bytes()
+        except FileNotFoundError as exc:
+            raise LakeError(f"no object {key!r} in {self.uri}") from exc
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root / prefix
+        # A prefix may end inside a name (dt=2024-01-0), so walk from its folder and filter.
+        folder = base if prefix.endswith("/") or base.is_dir() else base.parent
+        if not folder.is_dir():
+            return
+        found = []
+        for path in folder.rglob("*"):
+            if path.is_file() and not path.name.startswith(".tmp-"):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    found.append(ObjectInfo(key, path.stat().st_size))
+        yield from sorted(found, key=lambda info: info.key)
+
+
+class S3Store:
+    """An S3 prefix (s3://bucket/prefix URIs), through boto3."""
+
+    def __init__(self, bucket: str, prefix: str, client: Any = None) -> None:
+        import boto3
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.client = client if client is not None else boto3.client("s3")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*"
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+            if code == "PreconditionFailed" or status == "412":
+                return False
+            if code in _TRANSIENT_CODES or status in _TRANSIENT_CODES:
+                raise TransientStoreError(f"put {key!r}: {code or status}") from exc
+            raise LakeError(f"put {key!r}: {code or status}") from exc
+        except BotoCoreError as exc:  # connection resets, timeouts: worth a retry
+            raise TransientStoreError(f"put {key!r}: {exc}") from exc
+        return True
+
+    def get(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            return bytes(body.read())
+        except ClientError as exc:
+            raise LakeError(f"get {key!r} from {self.uri}: {exc}") from exc
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            for item in page.get("Contents", []):
+                yield ObjectInfo(item["Key"][strip:], int(item["Size"]))
+
+
+def store_from_uri(uri: str, s3_client: Any = None) -> ObjectStore:
+    """The store a lake URI names: file:///path or s3://bucket/prefix."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return LocalStore(Path(unquote(parsed.path)))
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigError(f"{uri!r} names no bucket")
+        return S3Store(parsed.netloc, parsed.path, client=s3_client)
+    if parsed.scheme == "" and uri:
+        return LocalStore(Path(uri).resolve())
+    raise ConfigError(f"unsupported lake URI {uri!r}: use file:///path or s3://bucket/prefix")
