@@ -1,0 +1,1 @@
+"""Training: dataset building, model families, evaluation, experiment runs."""

@@ -1,0 +1,145 @@
+"""The one small contract every model family implements.
+
+A model is fitted on a users x items CSR matrix of interaction weights. At serving time it never
+needs the training matrix: a user is represented by their latest history (a sparse row over the
+model's items), from which the model computes a user vector, so a click counts at once.
+
+Artifacts are a folder with one `<name>.npy` per array (loaded with allow_pickle=False and
+memory-mapped, so that serving workers share one copy in the page cache) and `model.json`
+(family, params, shapes, a checksum per array).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from recloop.errors import RecloopError
+
+
+class ModelError(RecloopError):
+    """A model could not be fitted, saved, loaded or verified."""
+
+
+class Recommender(ABC):
+    """Base contract: fit / user_vector / score / recommend / save / load."""
+
+    family: ClassVar[str]
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = params
+        self.n_items = 0
+
+    # --- the four things a family implements -------------------------------------------
+
+    @abstractmethod
+    def fit(self, interactions: sp.csr_matrix) -> Self:
+        """Learn from a users x items matrix of float32 interaction weights."""
+
+    @abstractmethod
+    def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
+        """One representation per history row (n x n_items): factors, or the row itself."""
+
+    @abstractmethod
+    def score(self, user_vectors: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Scores (n x len(items), or n x n_items when items is None)."""
+
+    @abstractmethod
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The arrays that make up the fitted model (saved to model.npz)."""
+
+    @abstractmethod
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Rebuild the fitted model from `_arrays()`'s output."""
+
+    # --- shared behaviour -----------------------------------------------------------------
+
+    def item_vectors(self) -> np.ndarray | None:
+        """Item embeddings for a vector index (None for models without them)."""
+        return None
+
+    def recommend(
+        self,
+        histories: sp.csr_matrix,
+        k: int = 10,
+        exclude_seen: bool = True,
+        items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores per history row, best first.
+
+        `items` restricts the answer to candidate item indices; seen items are excluded unless
+        `exclude_seen` is False. Rows with fewer than k eligible items pad with -1 / -inf.
+        """
+        histories = sp.csr_matrix(histories, dtype=np.float32)
+        scores = self.score(self.user_vectors(histories), items).astype(np.float32, copy=True)
+        candidates = np.arange(self.n_items) if items is None else np.asarray(items)
+        if exclude_seen:
+            seen = histories[:, candidates].toarray() > 0
+            scores[seen] = -np.inf
+        k = min(k, scores.shape[1])
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k else np.empty((len(scores), 0), int)
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        top_scores = np.take_along_axis(top_scores, order, axis=1)
+        ids = np.where(np.isfinite(top_scores), candidates[top], -1)
+        return ids, top_scores
+
+    def save(self, folder: Path) -> Path:
+        """Write one .npy per array and model.json into `folder`; returns the folder."""
+        folder.mkdir(parents=True, exist_ok=True)
+        checksums = {}
+        shapes = {}
+        for name, array in self._arrays().items():
+            path = folder / f"{name}.npy"
+            np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+            checksums[name] = _sha256(path)
+            shapes[name] = list(array.shape)
+        meta = {
+            "family": self.family,
+            "params": self.params,
+            "n_items": self.n_items,
+            "shapes": shapes,
+            "sha256": checksums,
+        }
+        (folder / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path, verify: bool = True) -> Recommender:
+        """Load any family from a folder written by `save`, checking checksums and shapes."""
+        from recloop.training.models import FAMILIES
+
+        try:
+            meta = json.loads((folder / "model.json").read_text())
+            family = FAMILIES.get(meta.get("family", ""))
+            if family is None:
+                raise ModelError(f"unknown model family {meta.get('family')!r} in {folder}")
+            arrays = {}
+            for name, shape in meta["shapes"].items():
+                path = folder / f"{name}.npy"
+                if verify and _sha256(path) != meta["sha256"][name]:
+                    raise ModelError(f"array {name!r} in {folder} fails its checksum")
+                arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+                if list(arrays[name].shape) != shape:
+                    raise ModelError(f"array {name!r} in {folder} does not have shape {shape}")
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"cannot read model artifact in {folder}: {exc}") from exc
+        model = family(**meta.get("params", {}))
+        model.n_items = int(meta["n_items"])
+        model._restore(arrays)
+        return model
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
