@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,53 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(256 * 1024, description="larger decoded records are quarantined")
     max_event_age_days: int = Field(365, description="older events are quarantined as too_old")
     max_clock_skew_seconds: int = Field(300, description="events further in the future: quarantined")
+
+    # --- monitoring (detectors, decision log, service metrics) ---
+    monitor_current_minutes: int = Field(60, gt=0, description="engagement: the window under test")
+    monitor_baseline_minutes: int = Field(360, gt=0, description="engagement: the model's baseline")
+    monitor_attribution_minutes: int = Field(
+        15, ge=0, description="a click counts if it comes this soon after its impression"
+    )
+    monitor_min_impressions: int = Field(
+        300, ge=1, description="fewer impressions in either window: no verdict"
+    )
+    monitor_drop_method: Literal["ztest", "cusum"] = "ztest"
+    monitor_drop_alpha: float = Field(0.01, gt=0, lt=1, description="false-alarm rate per check")
+    monitor_min_relative_drop: float = Field(
+        0.10, ge=0, lt=1, description="smaller CTR drops are not worth a retrain"
+    )
+    monitor_cusum_bucket_minutes: int = Field(5, gt=0, description="CUSUM step width")
+    monitor_max_model_age_hours: float = Field(168.0, gt=0, description="older: stale model")
+    monitor_silence_minutes: int = Field(15, gt=0, description="no events this long: silent")
+    monitor_drift_max_unknown_items: float = Field(0.20, ge=0, le=1)
+    monitor_drift_max_unknown_users: float = Field(0.50, ge=0, le=1)
+    monitor_drift_min_events: int = Field(200, ge=1, description="fewer events: no verdict")
+    monitor_decision_log_uri: str | None = Field(
+        None, description="JSON-lines decision log (default: decisions.jsonl beside the registry)"
+    )
+    monitor_service_metrics_uri: str = Field(
+        default_factory=lambda: (_default_root() / "metrics" / "service.jsonl").as_uri(),
+        description="JSON-lines service-metric snapshots the API appends to",
+    )
+
+    # --- serving (see docs/serving.md) ---
+    features_uri: str = Field(
+        default_factory=lambda: "sqlite:///" + str(_default_root() / "features.db"),
+        description="sqlite:///path (embedded) or mongodb://... (DocumentDB)",
+    )
+    candidates_uri: str = Field(
+        "inprocess://", description="inprocess:// or elasticsearch+https://host:9200 (or +http)"
+    )
+    events_uri: str = Field("lake://", description="lake:// (ingest into the lake) or kinesis://STREAM")
+    cors_origins: tuple[str, ...] = Field((), description="origins the web frontend is served from")
+    api_token: SecretStr | None = Field(None, description="bearer token for local use; None: open")
+    backend_timeout_ms: int = Field(50, ge=1, description="timeout of one feature/candidate call")
+    watch_interval_seconds: float = Field(10.0, gt=0, description="registry polling interval")
+    model_cache_dir: Path = Field(
+        default_factory=lambda: _default_root() / "serving-cache",
+        description="where served model versions are downloaded (shared by workers)",
+    )
+    event_queue_size: int = Field(10_000, ge=1, description="events buffered before 503s")
 
     @field_validator("url_rules")
     @classmethod
