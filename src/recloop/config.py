@@ -97,25 +97,6 @@ class Settings(BaseSettings):
     )
     event_queue_size: int = Field(10_000, ge=1, description="events buffered before 503s")
 
-    # --- serving (see docs/serving.md) ---
-    features_uri: str = Field(
-        default_factory=lambda: "sqlite:///" + str(_default_root() / "features.db"),
-        description="sqlite:///path (embedded) or mongodb://... (DocumentDB)",
-    )
-    candidates_uri: str = Field(
-        "inprocess://", description="inprocess:// or elasticsearch+https://host:9200 (or +http)"
-    )
-    events_uri: str = Field("lake://", description="lake:// (ingest into the lake) or kinesis://STREAM")
-    cors_origins: tuple[str, ...] = Field((), description="origins the web frontend is served from")
-    api_token: SecretStr | None = Field(None, description="bearer token for local use; None: open")
-    backend_timeout_ms: int = Field(50, ge=1, description="timeout of one feature/candidate call")
-    watch_interval_seconds: float = Field(10.0, gt=0, description="registry polling interval")
-    model_cache_dir: Path = Field(
-        default_factory=lambda: _default_root() / "serving-cache",
-        description="where served model versions are downloaded (shared by workers)",
-    )
-    event_queue_size: int = Field(10_000, ge=1, description="events buffered before 503s")
-
     @field_validator("url_rules")
     @classmethod
     def _rules_have_item_group(cls, rules: tuple[str, ...]) -> tuple[str, ...]:
