@@ -1,8 +1,31 @@
-"""Model families behind one contract (see base.Recommender)."""
+"""Model families behind one contract (see base.Recommender).
 
+FAMILIES maps a family name (as stored in model.json) to its class; `make(family, **params)`
+builds one with its defaults.
+"""
+
+from typing import Any
+
+from recloop.training.models.als import ALS
 from recloop.training.models.base import ModelError, Recommender
+from recloop.training.models.popularity import Popularity, RecentPopularity
 
-# family name -> class; each family module adds itself here when it is written.
-FAMILIES: dict[str, type[Recommender]] = {}
+FAMILIES: dict[str, type[Recommender]] = {
+    cls.family: cls
+    for cls in (
+        Popularity,
+        RecentPopularity,
+        ALS,
+    )
+}
 
-__all__ = ["FAMILIES", "ModelError", "Recommender"]
+
+def make(family: str, **params: Any) -> Recommender:
+    """A fresh model of `family` with `params` over its defaults; ModelError when unknown."""
+    cls = FAMILIES.get(family)
+    if cls is None:
+        raise ModelError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    return cls(**params)
+
+
+__all__ = ["FAMILIES", "ModelError", "Recommender", "make"]

@@ -39,8 +39,12 @@ class Recommender(ABC):
     # --- the four things a family implements -------------------------------------------
 
     @abstractmethod
-    def fit(self, interactions: sp.csr_matrix) -> Self:
-        """Learn from a users x items matrix of float32 interaction weights."""
+    def fit(self, interactions: sp.csr_matrix, ages: sp.csr_matrix | None = None) -> Self:
+        """Learn from a users x items matrix of float32 interaction weights.
+
+        `ages` (same shape and sparsity, days since the latest interaction) is used by
+        recency-aware families and ignored by the others.
+        """
 
     @abstractmethod
     def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
@@ -52,11 +56,25 @@ class Recommender(ABC):
 
     @abstractmethod
     def _arrays(self) -> dict[str, np.ndarray]:
-        """The arrays that make up the fitted model (saved to model.npz)."""
+        """The arrays that make up the fitted model (one .npy each)."""
 
     @abstractmethod
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Rebuild the fitted model from `_arrays()`'s output."""
+
+    def _histories(self, histories: sp.csr_matrix) -> sp.csr_matrix:
+        """Histories as float32 CSR over this model's items, or a ModelError."""
+        self._check_fitted()
+        histories = sp.csr_matrix(histories, dtype=np.float32)
+        if histories.shape[1] != self.n_items:
+            raise ModelError(
+                f"histories have {histories.shape[1]} items, the model has {self.n_items}"
+            )
+        return histories
+
+    def _check_fitted(self) -> None:
+        if self.n_items == 0:
+            raise ModelError(f"{self.family} model is not fitted")
 
     # --- shared behaviour -----------------------------------------------------------------
 
@@ -76,14 +94,16 @@ class Recommender(ABC):
         `items` restricts the answer to candidate item indices; seen items are excluded unless
         `exclude_seen` is False. Rows with fewer than k eligible items pad with -1 / -inf.
         """
-        histories = sp.csr_matrix(histories, dtype=np.float32)
+        histories = self._histories(histories)
         scores = self.score(self.user_vectors(histories), items).astype(np.float32, copy=True)
         candidates = np.arange(self.n_items) if items is None else np.asarray(items)
         if exclude_seen:
             seen = histories[:, candidates].toarray() > 0
             scores[seen] = -np.inf
         k = min(k, scores.shape[1])
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k else np.empty((len(scores), 0), int)
+        if k <= 0:
+            return np.empty((len(scores), 0), np.int64), np.empty((len(scores), 0), np.float32)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)

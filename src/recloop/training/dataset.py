@@ -1,0 +1,530 @@
+"""Interaction data: lake events (or any table of events) -> a users x items CSR matrix.
+
+Events are weighted by type (a click counts more than a view), decayed by age relative to the
+window end (a half-life), aggregated per (user, item), filtered by minimum counts and encoded
+with id maps that are saved beside the model (.npy string arrays + dataset.json, no pickle).
+
+The lake is read object by object with column projection and aggregated as it streams, so
+memory is bounded by the number of distinct (user, item) pairs, not the number of events.
+Duplicated event ids are dropped within an hour partition: a redelivered event keeps its
+timestamp, so it always lands in the same partition as its first copy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from recloop.errors import RecloopError
+from recloop.lake import Lake, Snapshot
+
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 3.0,
+    "like": 4.0,
+    "share": 4.0,
+    "purchase": 5.0,
+}
+_DAY_MS = 86_400_000.0
+# Pending rows are re-aggregated once they pass this many, bounding memory between merges.
+_MERGE_ROWS = 2_000_000
+_LAKE_COLUMNS = ["event_id", "event_type", "timestamp", "user_id", "visitor_id", "item_id"]
+
+
+class DatasetError(RecloopError):
+    """Interaction data could not be built, split or loaded."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How events become interaction weights.
+
+    event_weights: weight per event type; types absent (or weighted 0) are ignored.
+    half_life_days: an event's weight halves every this many days before the window end
+        (None: no decay).
+    min_user_interactions / min_item_interactions: drop users / items with fewer distinct
+        partners, repeated until stable (a k-core), so cold rows do not dilute the fit.
+    """
+
+    event_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    half_life_days: float | None = None
+    min_user_interactions: int = 1
+    min_item_interactions: int = 1
+
+    def __post_init__(self) -> None:
+        if any(w < 0 or not math.isfinite(w) for w in self.event_weights.values()):
+            raise DatasetError(f"event weights must be finite and >= 0: {self.event_weights}")
+        if not any(w > 0 for w in self.event_weights.values()):
+            raise DatasetError("at least one event type needs a positive weight")
+        if self.half_life_days is not None and not self.half_life_days > 0:
+            raise DatasetError(f"half_life_days must be > 0, got {self.half_life_days}")
+        if self.min_user_interactions < 1 or self.min_item_interactions < 1:
+            raise DatasetError("minimum interaction counts must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_weights": dict(self.event_weights),
+            "half_life_days": self.half_life_days,
+            "min_user_interactions": self.min_user_interactions,
+            "min_item_interactions": self.min_item_interactions,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetConfig:
+        return cls(**dict(data))
+
+
+@dataclass
+class InteractionData:
+    """A users x items matrix with its id maps and provenance.
+
+    matrix: float32 CSR of aggregated (weighted, decayed) interaction weights.
+    ages: float32 CSR with the same sparsity: age in days of the latest event per (user, item),
+        measured back from `end` (always > 0, since the window end is exclusive).
+    user_ids / item_ids: the string id of each row / column.
+    end: the exclusive window end that ages and decay are relative to.
+    """
+
+    matrix: sp.csr_matrix
+    ages: sp.csr_matrix
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    end: datetime
+    start: datetime | None = None
+    config: DatasetConfig = field(default_factory=DatasetConfig)
+    snapshot: Snapshot | None = None
+    events_read: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.user_ids), len(self.item_ids))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+    def user_index(self) -> dict[str, int]:
+        """user id -> row."""
+        return {str(u): i for i, u in enumerate(self.user_ids)}
+
+    def item_index(self) -> dict[str, int]:
+        """item id -> column."""
+        return {str(v): i for i, v in enumerate(self.item_ids)}
+
+    def histories(self, user_ids: Iterable[str]) -> sp.csr_matrix:
+        """Rows for the given user ids (unknown users get an empty row)."""
+        index = self.user_index()
+        rows = [index.get(str(u), -1) for u in user_ids]
+        empty = sp.csr_matrix((1, self.matrix.shape[1]), dtype=np.float32)
+        padded = sp.vstack([self.matrix, empty], format="csr")
+        return sp.csr_matrix(padded[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+
+    def save(self, folder: Path) -> Path:
+        """Write user_ids.npy, item_ids.npy and dataset.json (config, window, snapshot)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "user_ids.npy", self.user_ids.astype(str), allow_pickle=False)
+        np.save(folder / "item_ids.npy", self.item_ids.astype(str), allow_pickle=False)
+        meta = {
+            "shape": list(self.shape),
+            "nnz": self.nnz,
+            "events_read": self.events_read,
+            "start": self.start.isoformat() if self.start else None,
+            "end": self.end.isoformat(),
+            "config": self.config.to_dict(),
+            "snapshot": self.snapshot.to_dict() if self.snapshot else None,
+        }
+        (folder / "dataset.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return folder
+
+
+@dataclass(frozen=True)
+class IdMaps:
+    """The id maps and metadata saved beside a model (no matrix)."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    meta: dict[str, Any]
+
+
+def load_id_maps(folder: Path) -> IdMaps:
+    """Read what `InteractionData.save` wrote (memory-mapped, no pickle)."""
+    try:
+        users = np.load(folder / "user_ids.npy", mmap_mode="r", allow_pickle=False)
+        items = np.load(folder / "item_ids.npy", mmap_mode="r", allow_pickle=False)
+        meta = json.loads((folder / "dataset.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read id maps in {folder}: {exc}") from exc
+    if list(meta.get("shape", [])) != [len(users), len(items)]:
+        raise DatasetError(f"id maps in {folder} do not match dataset.json's shape")
+    return IdMaps(users, items, meta)
+
+
+# ---- building ------------------------------------------------------------------------------
+
+
+class _Accumulator:
+    """Aggregates (user, item, weight, timestamp) rows chunk by chunk: sum weight, max time."""
+
+    def __init__(self) -> None:
+        self.users: dict[str, int] = {}
+        self.items: dict[str, int] = {}
+        self.pending: list[pd.DataFrame] = []
+        self.pending_rows = 0
+        self.merged: pd.DataFrame | None = None
+        self.events = 0
+
+    def add(self, users: np.ndarray, items: np.ndarray, weight: np.ndarray, ts: np.ndarray) -> None:
+        """Add events; those weighted 0 (types not in the config) are dropped here."""
+        keep = weight > 0
+        if not keep.all():
+            users, items, weight, ts = users[keep], items[keep], weight[keep], ts[keep]
+        if len(users) == 0:
+            return
+        self.events += len(users)
+        frame = pd.DataFrame(
+            {
+                "u": _encode(users, self.users),
+                "i": _encode(items, self.items),
+                "w": weight.astype(np.float64),
+                "t": ts.astype(np.int64),
+            }
+        )
+        self.pending.append(_aggregate(frame))
+        self.pending_rows += len(self.pending[-1])
+        if self.pending_rows >= _MERGE_ROWS:
+            self._merge()
+
+    def _merge(self) -> None:
+        parts = ([self.merged] if self.merged is not None else []) + self.pending
+        if parts:
+            self.merged = _aggregate(pd.concat(parts, ignore_index=True))
+        self.pending, self.pending_rows = [], 0
+
+    def result(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        self._merge()
+        frame = self.merged if self.merged is not None else _aggregate(_empty_frame())
+        users = np.array(list(self.users), dtype=str) if self.users else np.array([], dtype=str)
+        items = np.array(list(self.items), dtype=str) if self.items else np.array([], dtype=str)
+        return frame, users, items
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "u": np.array([], np.int64),
+            "i": np.array([], np.int64),
+            "w": np.array([], np.float64),
+            "t": np.array([], np.int64),
+        }
+    )
+
+
+def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    grouped = frame.groupby(["u", "i"], sort=False).agg(w=("w", "sum"), t=("t", "max"))
+    return grouped.reset_index()
+
+
+def _encode(values: np.ndarray, index: dict[str, int]) -> np.ndarray:
+    codes, uniques = pd.factorize(values)
+    lookup = np.empty(len(uniques), dtype=np.int64)
+    for n, value in enumerate(uniques):
+        lookup[n] = index.setdefault(str(value), len(index))
+    return lookup[codes]
+
+
+def _as_utc(value: datetime | date | str | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _weights(
+    types: np.ndarray | None, given: np.ndarray | None, config: DatasetConfig, n: int
+) -> np.ndarray:
+    weight = np.ones(n) if given is None else np.asarray(given, dtype=np.float64)
+    if types is not None:
+        lookup = pd.Series(dict(config.event_weights), dtype=np.float64)
+        weight = weight * pd.Series(types).map(lookup).fillna(0.0).to_numpy()
+    return weight
+
+
+def _finish(
+    acc: _Accumulator,
+    config: DatasetConfig,
+    start: datetime | None,
+    end: datetime,
+    snapshot: Snapshot | None,
+) -> InteractionData:
+    frame, users, items = acc.result()
+    age_days = (_ms(end) - frame["t"].to_numpy()) / _DAY_MS
+    if (age_days <= 0).any():
+        raise DatasetError(f"events at or after the window end {end.isoformat()}")
+    # Decay was applied per event (see _decayed): the decayed sum is the sum of decays.
+    weight = frame["w"].to_numpy()
+    rows, cols = frame["u"].to_numpy(), frame["i"].to_numpy()
+    shape = (len(users), len(items))
+    matrix = sp.csr_matrix((weight.astype(np.float32), (rows, cols)), shape=shape)
+    ages = sp.csr_matrix((age_days.astype(np.float32), (rows, cols)), shape=shape)
+    matrix, ages, users, items = _filter_and_sort(matrix, ages, users, items, config)
+    return InteractionData(
+        matrix, ages, users, items, end, start, config, snapshot, events_read=acc.events
+    )
+
+
+def _filter_and_sort(
+    matrix: sp.csr_matrix,
+    ages: sp.csr_matrix,
+    users: np.ndarray,
+    items: np.ndarray,
+    config: DatasetConfig,
+) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
+    keep_u = np.ones(matrix.shape[0], bool)
+    keep_i = np.ones(matrix.shape[1], bool)
+    while True:
+        sub = matrix[keep_u][:, keep_i]
+        bad_i = np.diff(sub.tocsc().indptr) < config.min_item_interactions
+        bad_u = np.diff(sub.indptr) < config.min_user_interactions
+        if not bad_i.any() and not bad_u.any():
+            break
+        keep_i[np.flatnonzero(keep_i)[bad_i]] = False
+        keep_u[np.flatnonzero(keep_u)[bad_u]] = False
+    # Sorted ids make the matrix layout independent of the order objects were read in.
+    u_idx = np.flatnonzero(keep_u)
+    i_idx = np.flatnonzero(keep_i)
+    u_idx = u_idx[np.argsort(users[u_idx], kind="stable")]
+    i_idx = i_idx[np.argsort(items[i_idx], kind="stable")]
+    matrix = sp.csr_matrix(matrix[u_idx][:, i_idx], dtype=np.float32)
+    ages = sp.csr_matrix(ages[u_idx][:, i_idx], dtype=np.float32)
+    matrix.sort_indices()
+    ages.sort_indices()
+    return matrix, ages, users[u_idx], items[i_idx]
+
+
+def _decayed(
+    weight: np.ndarray, ts: np.ndarray, end: datetime, config: DatasetConfig
+) -> np.ndarray:
+    if config.half_life_days is None:
+        return weight
+    age_days = (_ms(end) - ts.astype(np.float64)) / _DAY_MS
+    return weight * np.exp2(-age_days / config.half_life_days)
+
+
+def from_lake(
+    lake: Lake,
+    start: datetime | date | str | None,
+    end: datetime | date | str | None,
+    config: DatasetConfig | None = None,
+) -> InteractionData:
+    """Build interaction data from lake events in [start, end), streaming object by object.
+
+    The returned data carries the Snapshot (every object read, with checksums). When `end` is
+    None, the window ends at the end of the newest hour partition in the lake.
+    """
+    config = config or DatasetConfig()
+    lo, hi = _as_utc(start), _as_utc(end)
+    keys = lake.event_keys(lo, hi)
+    if hi is None:
+        hi = _partition_end(keys[-1]) if keys else datetime.now(UTC).replace(microsecond=0)
+    snapshot = Snapshot(lake.uri, lo.isoformat() if lo else None, hi.isoformat())
+    acc = _Accumulator()
+    for table in _dedupe_by_partition(lake, lo, hi, snapshot):
+        actors = pc.coalesce(table.column("user_id"), table.column("visitor_id"))
+        valid = pc.and_(pc.is_valid(actors), pc.is_valid(table.column("item_id")))
+        table = table.append_column("actor", actors).filter(valid)
+        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
+        types = table.column("event_type").to_numpy(zero_copy_only=False)
+        weight = _decayed(_weights(types, None, config, len(ts)), ts, hi, config)
+        acc.add(
+            table.column("actor").to_numpy(zero_copy_only=False),
+            table.column("item_id").to_numpy(zero_copy_only=False),
+            weight,
+            ts,
+        )
+    return _finish(acc, config, lo, hi, snapshot)
+
+
+def _partition_end(key: str) -> datetime:
+    # events/dt=YYYY-MM-DD/hour=HH/name.parquet
+    parts = key.split("/")
+    day, hour = parts[1].removeprefix("dt="), parts[2].removeprefix("hour=")
+    return datetime.fromisoformat(f"{day}T{hour}:00:00+00:00") + timedelta(hours=1)
+
+
+def _dedupe_by_partition(
+    lake: Lake, lo: datetime | None, hi: datetime, snapshot: Snapshot
+) -> Iterator[pa.Table]:
+    seen: set[str] = set()
+    partition = None
+    for table in lake.iter_events(lo, hi, _LAKE_COLUMNS, snapshot):
+        # iter_events appends each object it reads to the snapshot before yielding it.
+        prefix = snapshot.objects[-1].key.rsplit("/", 1)[0]
+        if prefix != partition:
+            seen, partition = set(), prefix
+        ids = table.column("event_id").to_numpy(zero_copy_only=False)
+        _, first = np.unique(ids, return_index=True)
+        fresh = np.fromiter((ids[i] not in seen for i in first), dtype=bool, count=len(first))
+        keep = np.sort(first[fresh])
+        seen.update(ids[keep].tolist())
+        yield table.take(keep) if len(keep) < table.num_rows else table
+
+
+def from_table(
+    table: pa.Table | pd.DataFrame,
+    config: DatasetConfig | None = None,
+    *,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    time_col: str = "timestamp",
+    type_col: str | None = "event_type",
+    weight_col: str | None = None,
+    end: datetime | date | str | None = None,
+) -> InteractionData:
+    """Build interaction data from an in-memory table of events (tests, MovieLens, imports).
+
+    Without a `type_col` column every row counts as one event (times `weight_col` when given).
+    Integer timestamps are Unix seconds. `end` defaults to just after the newest event.
+    """
+    config = config or DatasetConfig()
+    frame = table.to_pandas() if isinstance(table, pa.Table) else table
+    missing = [c for c in (user_col, item_col, time_col, weight_col) if c and c not in frame]
+    if missing:
+        raise DatasetError(f"event table lacks column(s) {missing}; has {list(frame.columns)}")
+    ts = _timestamps_ms(frame[time_col])
+    hi = _as_utc(end)
+    if hi is None:
+        hi = datetime.fromtimestamp((int(ts.max()) + 1) / 1000 if len(ts) else 0, UTC)
+    types = frame[type_col].to_numpy() if type_col and type_col in frame else None
+    given = frame[weight_col].to_numpy() if weight_col else None
+    weight = _decayed(_weights(types, given, config, len(frame)), ts, hi, config)
+    acc = _Accumulator()
+    acc.add(
+        frame[user_col].astype(str).to_numpy(), frame[item_col].astype(str).to_numpy(), weight, ts
+    )
+    return _finish(acc, config, None, hi, None)
+
+
+def _timestamps_ms(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_integer_dtype(column) or pd.api.types.is_float_dtype(column):
+        return (column.to_numpy(dtype=np.float64) * 1000).astype(np.int64)
+    try:
+        stamps = pd.to_datetime(column, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DatasetError(f"cannot read timestamps: {exc}") from exc
+    return stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+
+
+def align(data: InteractionData, user_ids: np.ndarray, item_ids: np.ndarray) -> sp.csr_matrix:
+    """`data`'s matrix re-indexed onto other id maps; unknown users and items are dropped."""
+    users = pd.Index(np.asarray(user_ids).astype(str))
+    items = pd.Index(np.asarray(item_ids).astype(str))
+    coo = data.matrix.tocoo()
+    rows = users.get_indexer(data.user_ids.astype(str))[coo.row]
+    cols = items.get_indexer(data.item_ids.astype(str))[coo.col]
+    keep = (rows >= 0) & (cols >= 0)
+    shape = (len(users), len(items))
+    return sp.csr_matrix((coo.data[keep], (rows[keep], cols[keep])), shape=shape, dtype=np.float32)
+
+
+def _test_config(test_types: Iterable[str]) -> DatasetConfig:
+    return DatasetConfig(event_weights=dict.fromkeys(test_types, 1.0))
+
+
+def temporal_split(
+    table: pa.Table | pd.DataFrame,
+    split_at: datetime | date | str,
+    test_end: datetime | date | str | None = None,
+    config: DatasetConfig | None = None,
+    test_types: Iterable[str] = ("click",),
+    **columns: Any,
+) -> tuple[InteractionData, sp.csr_matrix]:
+    """Train on events before `split_at`; test on `test_types` events in [split_at, test_end).
+
+    The test matrix (event counts) is aligned to the train id maps: users and items the train
+    window never saw cannot be recommended, so they are not scored.
+    """
+    frame = table.to_pandas() if isinstance(table, pa.Table) else table
+    time_col = columns.get("time_col", "timestamp")
+    ts = _timestamps_ms(frame[time_col])
+    at = _ms(_required(split_at))
+    hi = _as_utc(test_end)
+    before = ts < at
+    after = (ts >= at) & (ts < _ms(hi) if hi else True)
+    if not before.any() or not after.any():
+        raise DatasetError(f"split at {split_at} leaves an empty train or test window")
+    train = from_table(frame[before], config, end=_required(split_at), **columns)
+    test = from_table(frame[after], _test_config(test_types), end=hi, **columns)
+    return train, align(test, train.user_ids, train.item_ids)
+
+
+def temporal_split_lake(
+    lake: Lake,
+    start: datetime | date | str | None,
+    split_at: datetime | date | str,
+    test_end: datetime | date | str,
+    config: DatasetConfig | None = None,
+    test_types: Iterable[str] = ("click",),
+) -> tuple[InteractionData, sp.csr_matrix]:
+    """`temporal_split` on the lake: train on [start, split_at), test on [split_at, test_end)."""
+    train = from_lake(lake, start, split_at, config)
+    test = from_lake(lake, split_at, test_end, _test_config(test_types))
+    return train, align(test, train.user_ids, train.item_ids)
+
+
+def _required(value: datetime | date | str) -> datetime:
+    parsed = _as_utc(value)
+    if parsed is None:
+        raise DatasetError("a split time is required")
+    return parsed
+
+
+def stratified_split(
+    matrix: sp.csr_matrix, test_fraction: float = 0.25, seed: int = 42
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Per-user random split: each user keeps round((1 - test_fraction) * n) items in train.
+
+    Seeded, so the same matrix and seed give the same split. Rounding follows the Microsoft
+    Recommenders stratified splitter (a user with one item keeps it in train).
+    """
+    if not 0 < test_fraction < 1:
+        raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    matrix.sum_duplicates()
+    counts = np.diff(matrix.indptr)
+    rng = np.random.default_rng(seed)
+    row = np.repeat(np.arange(matrix.shape[0]), counts)
+    # A random rank within each row: sort by (row, random key).
+    order = np.lexsort((rng.random(matrix.nnz), row))
+    rank = np.empty(matrix.nnz, dtype=np.int64)
+    rank[order] = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], counts)
+    n_test = counts - np.round(counts * (1 - test_fraction)).astype(np.int64)
+    is_test = rank < np.repeat(n_test, counts)
+    coo = matrix.tocoo()
+    parts = []
+    for mask in (~is_test, is_test):
+        parts.append(
+            sp.csr_matrix(
+                (coo.data[mask], (coo.row[mask], coo.col[mask])),
+                shape=matrix.shape,
+                dtype=np.float32,
+            )
+        )
+    return parts[0], parts[1]
