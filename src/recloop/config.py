@@ -97,6 +97,34 @@ class Settings(BaseSettings):
     )
     event_queue_size: int = Field(10_000, ge=1, description="events buffered before 503s")
 
+    # --- training, registry and the champion/challenger gate (see docs/training.md) ---
+    registry_uri: str = Field(
+        default_factory=lambda: (_default_root() / "registry").as_uri(),
+        description="file:///path, s3://bucket/prefix or sagemaker://<model-package-group>",
+    )
+    registry_artifacts_uri: str | None = Field(
+        None, description="s3://bucket/prefix for bundles when the registry is sagemaker://"
+    )
+    model_image_uri: str | None = Field(
+        None, description="serving image for SageMaker model packages' InferenceSpecification"
+    )
+    train_metric: str = Field("recall@10", description="the primary metric: search, pick, gate")
+    train_k: int = Field(10, ge=1, description="K of every metric@K the pipeline reports")
+    train_seed: int = Field(42, description="seed of the search, the splits and the bootstrap")
+    train_holdout_days: float = Field(7.0, gt=0, description="the temporal holdout's length")
+    train_validation_days: float = Field(7.0, gt=0, description="search window before the holdout")
+    train_search_budget: int = Field(4, ge=1, description="configurations tried per family")
+    train_eval_users: int = Field(10_000, ge=1, description="users sampled for evaluation")
+    gate_margin: float = Field(
+        0.01, ge=0, description="relative improvement of the primary metric a challenger needs"
+    )
+    gate_bootstrap_samples: int = Field(1000, ge=100, description="paired bootstrap resamples")
+    gate_confidence: float = Field(0.95, gt=0.5, lt=1, description="two-sided interval level")
+    sagemaker_role_arn: str | None = Field(None, description="execution role of training jobs")
+    sagemaker_training_image_uri: str | None = Field(None, description="ECR training image")
+    sagemaker_instance_type: str = Field("ml.m5.xlarge", description="training instance type")
+    sagemaker_output_uri: str | None = Field(None, description="s3:// prefix for job output")
+
     @field_validator("url_rules")
     @classmethod
     def _rules_have_item_group(cls, rules: tuple[str, ...]) -> tuple[str, ...]:

@@ -1,0 +1,155 @@
+"""The model registry contract: versions of trained bundles with an approval status.
+
+A version is registered as PendingManualApproval; only `approve` (a person, or the gate with its
+evidence) makes it Approved, and the champion is the newest Approved version. Nothing is approved
+by default. Rejecting the champion makes the previous Approved version champion again: that is
+how a rollback is expressed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from recloop.errors import RecloopError
+from recloop.lake.store import ObjectStore
+
+REGISTRY_FILE = "model_version.json"  # same name as recloop.training.bundle.REGISTRY_FILE
+
+
+class RegistryError(RecloopError):
+    """The registry could not be read or written, or a request makes no sense for it."""
+
+
+class ModelStatus(StrEnum):
+    """SageMaker Model Registry's approval states, used by every backend."""
+
+    PENDING = "PendingManualApproval"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered model: where its bundle is, how it scored, and what was decided."""
+
+    version: str
+    status: ModelStatus
+    artifact_uri: str
+    metrics: dict[str, float]
+    run_id: str | None
+    created_at: str
+    reason: str | None = None
+    family: str | None = None
+    decided_at: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = str(self.status)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelVersion:
+        known = set(cls.__dataclass_fields__)
+        values = {key: value for key, value in data.items() if key in known}
+        values["status"] = ModelStatus(values["status"])
+        values["metrics"] = {k: float(v) for k, v in (values.get("metrics") or {}).items()}
+        return cls(**values)
+
+
+@runtime_checkable
+class ModelRegistry(Protocol):
+    """Register, list, approve and reject model versions; find the champion."""
+
+    uri: str
+
+    def register(
+        self, bundle_dir: Path, metrics: dict[str, float], run_id: str | None
+    ) -> ModelVersion:
+        """Upload a bundle folder and record it as a new PendingManualApproval version."""
+        ...
+
+    def list(self) -> list[ModelVersion]:
+        """Every version, oldest first."""
+        ...
+
+    def get(self, version: str) -> ModelVersion:
+        """One version; NotFoundError when it does not exist."""
+        ...
+
+    def champion(self) -> ModelVersion | None:
+        """The newest Approved version, or None when nothing is approved."""
+        ...
+
+    def approve(
+        self, version: str, reason: str, evidence: dict[str, Any] | None = None
+    ) -> ModelVersion:
+        """Mark a version Approved, with the reason (and the gate's evidence)."""
+        ...
+
+    def reject(
+        self, version: str, reason: str, evidence: dict[str, Any] | None = None
+    ) -> ModelVersion:
+        """Mark a version Rejected, with the reason (and the gate's evidence)."""
+        ...
+
+    def download(self, version: str, dest: Path) -> Path:
+        """Copy the version's bundle into `dest` (atomically) and return it."""
+        ...
+
+
+def latest_approved(versions: list[ModelVersion]) -> ModelVersion | None:
+    """The newest Approved version of a list ordered oldest first."""
+    approved = [v for v in versions if v.status is ModelStatus.APPROVED]
+    return approved[-1] if approved else None
+
+
+def upload_folder(store: ObjectStore, prefix: str, folder: Path) -> int:
+    """Copy every file under `folder` to `prefix/<relative path>`; returns the bytes sent.
+
+    Keys are written only when absent: an artifact id is content-derived, so a retry after a
+    partial upload fills in what is missing and never replaces what is there.
+    """
+    sent = 0
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file() and path.name != REGISTRY_FILE:
+            data = path.read_bytes()
+            store.put_if_absent(f"{prefix}/{path.relative_to(folder).as_posix()}", data)
+            sent += len(data)
+    return sent
+
+
+def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelVersion) -> Path:
+    """Copy `prefix/*` into `dest` through a temporary sibling, so readers never see half."""
+    dest = Path(dest)
+    marker = dest / REGISTRY_FILE
+    if marker.is_file() and orjson.loads(marker.read_bytes()).get("version") == version.version:
+        return dest  # already downloaded: bundles are immutable
+    if dest.exists() and any(dest.iterdir()):
+        raise RegistryError(f"{dest} exists and is not empty")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    try:
+        found = 0
+        for info in store.list(prefix + "/"):
+            target = staging / info.key[len(prefix) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(store.get(info.key))
+            found += 1
+        if not found:
+            raise RegistryError(f"version {version.version}: no artifact under {prefix!r}")
+        (staging / REGISTRY_FILE).write_bytes(orjson.dumps(version.to_dict()))
+        if dest.exists():
+            dest.rmdir()
+        staging.replace(dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return dest
