@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from recloop.cli import ingest as ingest_cli
 from recloop.cli import lake as lake_cli
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 lake_cli.register(app)
+ingest_cli.register(app)
 
 
 def main() -> None:

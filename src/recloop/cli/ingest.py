@@ -1,0 +1,81 @@
+"""`recloop ingest FILE|-`: the Lambda's ingest core on a local file or stdin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from recloop.cli._common import console, print_json, user_errors
+from recloop.config import get_settings
+from recloop.ingest import Ingestor, IngestReport
+from recloop.lake import Lake
+
+
+def _summary_table(report: IngestReport, source: str) -> Table:
+    table = Table(title=f"ingest {source}")
+    table.add_column("outcome")
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    table.add_row("received", "", f"{report.received:,}")
+    table.add_row("written", "", f"{report.written:,}")
+    for reason, count in sorted(report.filtered.items()):
+        table.add_row("filtered", reason, f"{count:,}")
+    for reason, count in sorted(report.quarantined.items()):
+        table.add_row("quarantined", reason, f"{count:,}")
+    table.add_row("duplicates", "", f"{report.duplicates:,}")
+    return table
+
+
+def ingest(
+    source: str = typer.Argument(
+        ...,
+        help="JSON lines, Logstash events or access-log lines; '-' is stdin; .gz is read as gzip.",
+    ),
+    lake_uri: str | None = typer.Option(None, help="Lake URI (default: RECLOOP_LAKE_URI)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    chunk_size: int = typer.Option(20_000, min=1, help="Lines per batch (bounds memory)."),
+    allow_old: bool = typer.Option(
+        False, "--allow-old", help="Accept events older than RECLOOP_MAX_EVENT_AGE_DAYS."
+    ),
+) -> None:
+    """Ingest weblogs into the lake: decode, filter, validate, dedupe, write, quarantine."""
+    settings = get_settings()
+    with user_errors():
+        ingestor = Ingestor(Lake.from_uri(lake_uri or settings.lake_uri), settings)
+        total = (
+            None
+            if source == "-"
+            else Path(source).stat().st_size
+            if Path(source).is_file()
+            else None
+        )
+        columns = (
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[events]} written"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=True, disable=as_json) as progress:
+            task = progress.add_task("ingesting", total=total, events="0")
+            written = 0
+
+            def advance(bytes_read: int, part: IngestReport) -> None:
+                nonlocal written
+                written += part.written
+                progress.update(task, advance=bytes_read, events=f"{written:,}")
+
+            report = ingestor.ingest_file(
+                source, chunk_size=chunk_size, check_age=not allow_old, on_chunk=advance
+            )
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(_summary_table(report, source))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest)
