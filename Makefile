@@ -20,14 +20,16 @@ demo: install  ## the main job on the embedded backends
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+LINT_PATHS := $(wildcard src tests lambdas training bench)
+
 lint: install
-	$(BIN)/ruff check src tests lambdas training bench
-	$(BIN)/ruff format --check src tests lambdas training bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff format src tests lambdas training bench
-	$(BIN)/ruff check --fix src tests lambdas training bench
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 bench: install
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done

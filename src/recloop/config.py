@@ -15,12 +15,35 @@ DEFAULT_URL_RULES: tuple[str, ...] = (
     r"^/(?:items|content|articles|movies)/(?P<item>[A-Za-z0-9_-]+)/(?:play|read|view)/?$",
 )
 DEFAULT_ASSET_SUFFIXES: tuple[str, ...] = (
-    ".css", ".js", ".map", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".webp",
-    ".woff", ".woff2", ".ttf", ".txt", ".xml",
+    ".css",
+    ".js",
+    ".map",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".ico",
+    ".webp",
+    ".woff",
+    ".woff2",
+    ".ttf",
+    ".txt",
+    ".xml",
 )
 DEFAULT_BOT_PATTERNS: tuple[str, ...] = (
-    "bot", "crawl", "spider", "slurp", "curl/", "wget/", "python-requests", "httpclient",
-    "headless", "monitor", "scrapy", "facebookexternalhit",
+    "bot",
+    "crawl",
+    "spider",
+    "slurp",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "httpclient",
+    "headless",
+    "monitor",
+    "scrapy",
+    "facebookexternalhit",
 )
 # Placeholder key for the anonymous visitor hash; refused outside dev (see validator).
 _DEV_VISITOR_KEY = "recloop-dev-visitor-key"
@@ -48,7 +71,9 @@ class Settings(BaseSettings):
     visitor_key: SecretStr = SecretStr(_DEV_VISITOR_KEY)
     max_record_bytes: int = Field(256 * 1024, description="larger decoded records are quarantined")
     max_event_age_days: int = Field(365, description="older events are quarantined as too_old")
-    max_clock_skew_seconds: int = Field(300, description="events further in the future: quarantined")
+    max_clock_skew_seconds: int = Field(
+        300, description="events further in the future: quarantined"
+    )
 
     # --- monitoring (detectors, decision log, service metrics) ---
     monitor_current_minutes: int = Field(60, gt=0, description="engagement: the window under test")
@@ -86,7 +111,9 @@ class Settings(BaseSettings):
     candidates_uri: str = Field(
         "inprocess://", description="inprocess:// or elasticsearch+https://host:9200 (or +http)"
     )
-    events_uri: str = Field("lake://", description="lake:// (ingest into the lake) or kinesis://STREAM")
+    events_uri: str = Field(
+        "lake://", description="lake:// (ingest into the lake) or kinesis://STREAM"
+    )
     cors_origins: tuple[str, ...] = Field((), description="origins the web frontend is served from")
     api_token: SecretStr | None = Field(None, description="bearer token for local use; None: open")
     backend_timeout_ms: int = Field(50, ge=1, description="timeout of one feature/candidate call")

@@ -11,7 +11,14 @@ from enum import StrEnum
 from typing import Annotated, Any, Self
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 # 1: first layout (no session_id, no context columns, no model_version).
 # 2: adds session_id, model_version, page, referrer, device, source.
@@ -42,7 +49,7 @@ class Context(BaseModel):
 
 
 class Event(BaseModel):
-    """One user action. Either user_id (signed in) or visitor_id (anonymous) identifies the actor."""
+    """One user action; user_id (signed in) or visitor_id (anonymous) identifies the actor."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 

@@ -62,7 +62,9 @@ def test_a_window_reads_only_its_rows_and_records_its_objects(lake: Lake) -> Non
     lake.write_events(_events(12, START, timedelta(minutes=20)), "b")
     table, snapshot = lake.read_events(START + timedelta(hours=1), START + timedelta(hours=2))
     times = table.column("timestamp").to_pylist()
-    assert times and all(START + timedelta(hours=1) <= t < START + timedelta(hours=2) for t in times)
+    assert times and all(
+        START + timedelta(hours=1) <= t < START + timedelta(hours=2) for t in times
+    )
     assert {e.key.split("/")[2] for e in snapshot.objects} <= {"hour=23", "hour=00"}
     assert all(len(e.sha256) == 64 for e in snapshot.objects)
 
@@ -118,8 +120,15 @@ def test_summary_counts_partitions_rows_and_quarantine(lake: Lake) -> None:
     lake.write_events(_events(6, START, timedelta(minutes=20)), "b")
     lake.write_quarantine(
         pa.Table.from_pylist(
-            [{"received_at": START, "source_id": "s", "reason": "malformed_json",
-              "detail": "x", "payload": b"{"}],
+            [
+                {
+                    "received_at": START,
+                    "source_id": "s",
+                    "reason": "malformed_json",
+                    "detail": "x",
+                    "payload": b"{",
+                }
+            ],
             schema=QUARANTINE_SCHEMA,
         ),
         "b",

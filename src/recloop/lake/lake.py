@@ -258,11 +258,17 @@ class Lake:
         kept once, first occurrence wins.
         """
         lo, hi = _as_utc(start), _as_utc(end)
-        snapshot = Snapshot(self.uri, lo.isoformat() if lo else None, hi.isoformat() if hi else None)
-        read_cols = None if columns is None else sorted({*columns, "event_id"}) if dedupe else columns
+        snapshot = Snapshot(
+            self.uri, lo.isoformat() if lo else None, hi.isoformat() if hi else None
+        )
+        read_cols = (
+            None if columns is None else sorted({*columns, "event_id"}) if dedupe else columns
+        )
         parts = list(self.iter_events(lo, hi, read_cols, snapshot))
         fields = [f.with_nullable(True) for f in EVENT_SCHEMA]
-        schema = pa.schema(fields if read_cols is None else [f for f in fields if f.name in read_cols])
+        schema = pa.schema(
+            fields if read_cols is None else [f for f in fields if f.name in read_cols]
+        )
         table = pa.concat_tables(parts) if parts else schema.empty_table()
         if read_cols is not None:
             table = table.select(read_cols)
@@ -311,8 +317,12 @@ class Lake:
             name = info.key.split("/")[1]
             table = self.read_catalog(name)
             catalog[name] = table.num_rows if table is not None else 0
-        return LakeSummary(self.uri, sorted(partitions.values(), key=lambda p: (p.dt, p.hour)),
-                           dict(sorted(reasons.items())), catalog)
+        return LakeSummary(
+            self.uri,
+            sorted(partitions.values(), key=lambda p: (p.dt, p.hour)),
+            dict(sorted(reasons.items())),
+            catalog,
+        )
 
 
 def _row_count(data: bytes) -> int:

@@ -20,9 +20,18 @@ from recloop.errors import ConfigError, LakeError, TransientStoreError
 # S3 error codes a retry may cure; anything else is permanent.
 _TRANSIENT_CODES = frozenset(
     {
-        "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError",
-        "ServiceUnavailable", "RequestTimeTooSkewed", "ConditionalRequestConflict",
-        "500", "502", "503", "504",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeTooSkewed",
+        "ConditionalRequestConflict",
+        "500",
+        "502",
+        "503",
+        "504",
     }
 )
 
