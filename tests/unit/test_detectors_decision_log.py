@@ -28,7 +28,7 @@ def _decisions() -> list[Decision]:
             "v1",
             metrics={"recall@10": 0.31},
             at=T + timedelta(minutes=5),
-        ),  # fmt: skip
+        ),
         Decision(Action.ROLLBACK, "guard_window", "v1", "v2", at=T + timedelta(minutes=30)),
     ]
 
@@ -84,9 +84,8 @@ def test_concurrent_s3_appends_lose_no_line(s3_bucket: tuple[object, str]) -> No
         t.start()
     for t in threads:
         t.join()
-    assert sorted(r["n"] for r in log.read()) == [-1] + sorted(
-        k * 10 + i for k in range(3) for i in range(5)
-    )
+    expected = [-1, *sorted(k * 10 + i for k in range(3) for i in range(5))]
+    assert sorted(r["n"] for r in log.read()) == expected
 
 
 def test_concurrent_file_appends_lose_no_line(tmp_path: Path) -> None:
