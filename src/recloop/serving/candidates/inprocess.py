@@ -1,0 +1,78 @@
+"""The embedded CandidateSource: the lists computed at publish time, no per-request scan.
+
+A request merges the neighbour lists of the actor's latest history items, an ANN probe with the
+fresh user vector and the popular list. A scan happens only where no list exists: a
+category-filtered request scores that category's items directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recloop.serving.candidates.base import CandidateQuery, Candidates, Origin, merge
+from recloop.serving.candidates.ivf import top_indices
+from recloop.serving.model import ServedModel
+
+# The latest history items whose neighbour lists are merged.
+ANCHORS = 10
+NPROBE = 4
+
+
+class InProcessCandidates:
+    """CandidateSource over a ServedModel's own arrays (`inprocess://`)."""
+
+    name = "inprocess"
+    blocking_io = False
+
+    def publish(self, model: ServedModel) -> None:
+        # The lists are computed by load_served_model; nothing else lives outside the process.
+        if model.neighbours.shape[0] != model.n_items:
+            raise ValueError("neighbour lists do not match the model")
+
+    def candidates(self, model: ServedModel, query: CandidateQuery) -> Candidates:
+        if query.category is not None:
+            parts = [self._category_scan(model, query)]
+        else:
+            anchors = query.history[:ANCHORS]
+            near = model.neighbours[anchors]
+            parts = [
+                (near.reshape(-1), Origin.NEIGHBOUR, np.repeat(anchors, near.shape[1])),
+            ]
+            if (
+                query.user_vector is not None
+                and model.ivf is not None
+                and model.item_vectors is not None
+            ):
+                found, _ = model.ivf.search(
+                    model.item_vectors, np.asarray(query.user_vector).reshape(-1), query.n, NPROBE
+                )
+                parts.append((found, Origin.VECTOR, None))
+            parts.append((np.asarray(model.popular), Origin.POPULAR, None))
+        merged = merge(parts, limit=query.n + len(query.exclude))
+        return _drop(merged, query.exclude, query.n)
+
+    def _category_scan(
+        self, model: ServedModel, query: CandidateQuery
+    ) -> tuple[np.ndarray, Origin, np.ndarray | None]:
+        items = model.category_items.get(query.category or "", np.empty(0, np.int64))
+        if query.user_vector is None or not len(items):
+            popularity = np.asarray(model.bundle.item_popularity)[items]
+            return items[np.argsort(-popularity, kind="stable")], Origin.POPULAR, None
+        scores = model.score(np.asarray(query.user_vector), items)
+        return items[top_indices(scores, len(items))], Origin.VECTOR, None
+
+    def similar(self, model: ServedModel, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(model.neighbours[item])
+        sims = np.asarray(model.neighbour_scores[item])
+        keep = ids >= 0
+        return ids[keep][:n].astype(np.int64), sims[keep][:n]
+
+    def ping(self) -> None:
+        return None
+
+
+def _drop(found: Candidates, exclude: frozenset[int], limit: int) -> Candidates:
+    if exclude:
+        keep = ~np.isin(found.items, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
+        found = Candidates(found.items[keep], found.origin[keep], found.anchor[keep])
+    return Candidates(found.items[:limit], found.origin[:limit], found.anchor[:limit])

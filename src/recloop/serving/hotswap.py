@@ -1,0 +1,113 @@
+"""Zero-downtime model updates: poll the registry, download, verify, warm, swap one reference.
+
+Every worker runs its own watcher. A request reads `holder.current` once and finishes on that
+model, so a swap never changes a request half-way. A version that fails verification (checksum,
+shapes, smoke query) is remembered and never served; the old model stays, with a metric and a
+log line. Rolling back is approving the previous version (or rejecting the current champion):
+the watcher serves whatever the registry's champion is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recloop.errors import RecloopError
+from recloop.serving.model import ServedModel, file_lock
+
+log = logging.getLogger(__name__)
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ModelHolder:
+    """The one reference requests read; swapped atomically (a single attribute store)."""
+
+    def __init__(self, model: ServedModel | None = None) -> None:
+        self.current: ServedModel | None = model
+        self.swaps = 0
+        self.rejected: dict[str, str] = {}  # version -> why it failed verification
+
+    def swap(self, model: ServedModel) -> ServedModel | None:
+        previous, self.current = self.current, model
+        self.swaps += 1
+        return previous
+
+
+class Watcher:
+    """Polls a ModelRegistry every `interval` seconds and swaps in a new champion."""
+
+    def __init__(
+        self,
+        registry: Any,
+        holder: ModelHolder,
+        cache_dir: Path,
+        load: Callable[[Path, str], ServedModel],
+        interval: float = 10.0,
+        on_swap: Callable[[ServedModel], None] | None = None,
+        on_reject: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.holder = holder
+        self.cache_dir = Path(cache_dir)
+        self.load = load
+        self.interval = interval
+        self._on_swap = on_swap or (lambda model: None)
+        self._on_reject = on_reject or (lambda version, why: None)
+        self._check_lock = threading.Lock()
+        self.last_error: str | None = None
+
+    def check_once(self) -> ServedModel | None:
+        """One poll (blocking); returns the model swapped in, if any."""
+        with self._check_lock:
+            try:
+                champion = self.registry.champion()
+            except RecloopError as exc:
+                self.last_error = f"registry: {exc}"
+                log.warning("model registry %s did not answer: %s", self.registry.uri, exc)
+                return None
+            current = self.holder.current
+            if champion is None or (current is not None and current.version == champion.version):
+                return None
+            version = champion.version
+            if version in self.holder.rejected:
+                return None
+            try:
+                folder = self._download(version)
+                model = self.load(folder, version)
+            except (RecloopError, OSError, ValueError) as exc:
+                self.holder.rejected[version] = str(exc)
+                self.last_error = f"{version}: {exc}"
+                log.error("model %s failed verification and is not served: %s", version, exc)
+                self._on_reject(version, str(exc))
+                return None
+            self.holder.swap(model)
+            self.last_error = None
+            log.info("now serving model %s (was %s)", version, current and current.version)
+            self._on_swap(model)
+            return model
+
+    def _download(self, version: str) -> Path:
+        dest = self.cache_dir / _SAFE.sub("_", version)
+        # Workers share the cache: one downloads while the others wait, then all map the files.
+        with file_lock(self.cache_dir / f".{dest.name}.lock"):
+            marker = dest / "model_version.json"
+            if dest.exists() and not marker.is_file():
+                shutil.rmtree(dest)  # a download that died half-way
+            path: Path = self.registry.download(version, dest)
+            return path
+
+    async def run(self) -> None:
+        """Poll until cancelled; each check runs in a thread, off the event loop."""
+        while True:
+            try:
+                await asyncio.to_thread(self.check_once)
+            except Exception:  # the watcher must outlive any one bad poll
+                log.exception("model watcher poll failed")
+            await asyncio.sleep(self.interval)

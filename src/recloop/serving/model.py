@@ -1,0 +1,212 @@
+"""A model as serving holds it: the bundle plus the candidate lists computed when it was published.
+
+Everything a request needs is prepared here, before the model is swapped in: the neighbour
+lists (memory-mapped .npy files beside the bundle, so every worker shares one copy), the IVF
+index for the ANN fallback, the popularity order and the category map.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from recloop.serving.candidates.ivf import IVFIndex, build_ivf, neighbour_lists
+from recloop.serving.features.base import HISTORY_WEIGHTS, HistoryEntry, ItemFeatures
+from recloop.training.bundle import ModelBundle
+from recloop.training.models.base import ModelError
+
+log = logging.getLogger(__name__)
+
+LISTS_DIR = "serving-lists-v1"
+N_NEIGHBOURS = 50
+N_POPULAR = 500
+# Chunk of one-hot histories scored at once for models without item vectors.
+_SCORE_CHUNK = 256
+
+
+@dataclass
+class ServedModel:
+    """One loaded model version and its publish-time candidate lists."""
+
+    bundle: ModelBundle
+    version: str
+    folder: Path
+    neighbours: np.ndarray  # n_items x N_NEIGHBOURS item indices, -1 padded
+    neighbour_scores: np.ndarray
+    popular: np.ndarray  # item indices, most popular first
+    item_vectors: np.ndarray | None
+    ivf: IVFIndex | None
+    category_items: dict[str, np.ndarray] = field(default_factory=dict)
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    registry_uri: str | None = None
+
+    @property
+    def n_items(self) -> int:
+        return self.bundle.n_items
+
+    @property
+    def family(self) -> str:
+        return self.bundle.family
+
+    def item_id(self, index: int) -> str:
+        return str(self.bundle.item_ids[index])
+
+    def index_of(self, item_id: str) -> int | None:
+        return self.bundle.item_index(item_id)
+
+    def history_row(self, history: list[HistoryEntry], user_id: str | None) -> sp.csr_matrix:
+        """The model input for an actor: training history (if known) plus the latest events."""
+        items = [h.item_id for h in history]
+        weights = [HISTORY_WEIGHTS.get(h.event_type, 1.0) for h in history]
+        row = self.bundle.history_row(items, weights)
+        if user_id is not None and self.bundle.history is not None:
+            trained = self.bundle.training_history([user_id])
+            if trained.nnz:
+                row = sp.csr_matrix(row + trained, dtype=np.float32)
+        return row
+
+    def user_vector(self, row: sp.csr_matrix) -> np.ndarray:
+        return np.asarray(self.bundle.model.user_vectors(row))
+
+    def score(self, user_vector: np.ndarray, items: np.ndarray) -> np.ndarray:
+        scores = self.bundle.model.score(user_vector, items)
+        return np.asarray(scores, dtype=np.float32).reshape(-1)
+
+
+def load_served_model(
+    folder: Path,
+    version: str | None = None,
+    catalogue: dict[str, ItemFeatures] | None = None,
+    registry_uri: str | None = None,
+) -> ServedModel:
+    """Load and verify a bundle folder and compute (or reuse) its candidate lists.
+
+    Raises ModelError when the artifact is corrupt or does not answer a smoke query; the
+    caller keeps serving its previous model then.
+    """
+    bundle = ModelBundle.load(folder, verify=True, mmap=True)
+    version = version or bundle.version or folder.name
+    lists = folder / LISTS_DIR
+    with file_lock(folder / ".serving-lists.lock"):
+        if not (lists / "meta.json").is_file():
+            _publish_lists(bundle, lists)
+    arrays = {
+        name: np.load(lists / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        for name in json.loads((lists / "meta.json").read_text())["arrays"]
+    }
+    vectors = bundle.model.item_vectors()
+    ivf = None
+    if vectors is not None and "ivf_centroids" in arrays:
+        ivf = IVFIndex(arrays["ivf_centroids"], arrays["ivf_order"], arrays["ivf_offsets"])
+    served = ServedModel(
+        bundle=bundle,
+        version=version,
+        folder=folder,
+        neighbours=arrays["neighbours"],
+        neighbour_scores=arrays["neighbour_scores"],
+        popular=arrays["popular"],
+        item_vectors=None if vectors is None else np.asarray(vectors),
+        ivf=ivf,
+        category_items=_category_items(bundle, catalogue or {}),
+        registry_uri=registry_uri,
+    )
+    smoke_test(served)
+    return served
+
+
+def smoke_test(model: ServedModel) -> None:
+    """A model must answer a one-item history with finite scores of the right shape."""
+    if model.n_items == 0:
+        raise ModelError(f"model {model.version} has no items")
+    first = int(model.popular[0])
+    row = model.bundle.history_row([model.item_id(first)])
+    vector = model.user_vector(row)
+    probe = np.asarray(model.popular[:10], dtype=np.int64)
+    scores = model.score(vector, probe)
+    if scores.shape != (len(probe),) or not np.all(np.isfinite(scores)):
+        raise ModelError(f"model {model.version} fails its smoke query (scores {scores[:3]})")
+    if model.neighbours.shape != (model.n_items, N_NEIGHBOURS):
+        raise ModelError(f"model {model.version}: neighbour lists have the wrong shape")
+
+
+def _publish_lists(bundle: ModelBundle, dest: Path) -> None:
+    """Compute the per-item neighbour lists and popularity order, write them atomically."""
+    staging = dest.with_name(dest.name + ".tmp")
+    staging.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {
+        "popular": np.argsort(-np.asarray(bundle.item_popularity), kind="stable").astype(np.int64)[
+            :N_POPULAR
+        ]
+    }
+    vectors = bundle.model.item_vectors()
+    if vectors is not None:
+        unit = np.asarray(vectors, dtype=np.float32)
+        unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        ivf = build_ivf(unit)
+        ids, sims = neighbour_lists(unit, ivf, N_NEIGHBOURS)
+        arrays |= {
+            "ivf_centroids": ivf.centroids,
+            "ivf_order": ivf.order,
+            "ivf_offsets": ivf.offsets,
+        }
+    else:
+        ids, sims = _scored_neighbours(bundle)
+    arrays |= {"neighbours": ids, "neighbour_scores": sims}
+    for name, array in arrays.items():
+        np.save(staging / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+    (staging / "meta.json").write_text(json.dumps({"arrays": sorted(arrays)}))
+    staging.rename(dest)
+    log.info("published candidate lists for %d items into %s", bundle.n_items, dest)
+
+
+def _scored_neighbours(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours from the model's own scores of one-item histories (models without vectors)."""
+    n = bundle.n_items
+    ids = np.full((n, N_NEIGHBOURS), -1, dtype=np.int32)
+    sims = np.full((n, N_NEIGHBOURS), -np.inf, dtype=np.float32)
+    model = bundle.model
+    for start in range(0, n, _SCORE_CHUNK):
+        rows = np.arange(start, min(n, start + _SCORE_CHUNK))
+        onehot = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (np.arange(len(rows)), rows)), shape=(len(rows), n)
+        )
+        top, scores = model.recommend(onehot, k=N_NEIGHBOURS, exclude_seen=True)
+        width = top.shape[1]
+        ids[rows, :width] = top
+        sims[rows, :width] = np.where(top >= 0, scores, -np.inf)
+    return ids, sims
+
+
+def _category_items(
+    bundle: ModelBundle, catalogue: dict[str, ItemFeatures]
+) -> dict[str, np.ndarray]:
+    """Category -> the model's item indices in it (for category-filtered requests)."""
+    groups: dict[str, list[int]] = {}
+    for item_id, features in catalogue.items():
+        index = bundle.item_index(item_id)
+        if index is None:
+            continue
+        for category in features.categories:
+            groups.setdefault(category, []).append(index)
+    return {c: np.asarray(sorted(v), dtype=np.int64) for c, v in groups.items()}
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive file lock, so that one worker computes the lists and the others wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

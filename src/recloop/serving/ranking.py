@@ -1,0 +1,128 @@
+"""Ranking: the model's scores for the candidates plus business rules, each item with a reason.
+
+Rules, in order: exclude seen items, drop unavailable items, keep only the requested category,
+a freshness boost (added to the min-max normalised model score and halving every
+`freshness_half_life_days`), and a per-category diversity cap (items over the cap wait at the
+end and fill in only when there are not enough others).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from recloop.serving.candidates.base import Origin
+from recloop.serving.features.base import ItemFeatures
+
+
+@dataclass(frozen=True)
+class RankingRules:
+    """Business-rule knobs (see the module docstring)."""
+
+    freshness_boost: float = 0.15
+    cold_start_freshness_boost: float = 0.5  # with no history, new content matters more
+    freshness_half_life_days: float = 7.0
+    max_share_per_category: float = 0.4  # of k, at least one item per category
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One recommended item with its final score and why it is there."""
+
+    item_id: str
+    score: float
+    title: str | None
+    categories: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A candidate after model scoring, before the rules."""
+
+    item_id: str
+    score: float
+    origin: Origin
+    anchor_id: str | None = None
+
+
+def rank(
+    scored: Sequence[Scored],
+    metadata: dict[str, ItemFeatures],
+    k: int,
+    now: datetime,
+    rules: RankingRules = RankingRules(),
+    seen: frozenset[str] = frozenset(),
+    category: str | None = None,
+) -> list[Ranked]:
+    """The top k after the business rules (fewer when fewer candidates survive them)."""
+    survivors = [
+        s
+        for s in scored
+        if s.item_id not in seen
+        and metadata.get(s.item_id, _UNKNOWN).available
+        and (
+            category is None
+            or category in metadata.get(s.item_id, _UNKNOWN).categories
+            or (s.item_id not in metadata)
+        )
+    ]
+    if not survivors:
+        return []
+    raw = np.array([s.score for s in survivors], dtype=np.float64)
+    span = raw.max() - raw.min()
+    norm = (raw - raw.min()) / span if span > 0 else np.full(len(raw), 0.5)
+    fresh = np.array([_freshness(metadata.get(s.item_id, _UNKNOWN), now, rules) for s in survivors])
+    final = norm + rules.freshness_boost * fresh
+    order = np.argsort(-final, kind="stable")
+    cap = max(1, math.floor(k * rules.max_share_per_category))
+    counts: Counter[str] = Counter()
+    picked: list[int] = []
+    deferred: list[int] = []
+    for i in order:
+        meta = metadata.get(survivors[i].item_id, _UNKNOWN)
+        primary = meta.categories[0] if meta.categories else None
+        if primary is not None and category is None and counts[primary] >= cap:
+            deferred.append(int(i))
+            continue
+        counts[primary or ""] += 1
+        picked.append(int(i))
+        if len(picked) == k:
+            break
+    picked += deferred[: k - len(picked)]
+    return [
+        Ranked(
+            item_id=survivors[i].item_id,
+            score=round(float(final[i]), 6),
+            title=metadata.get(survivors[i].item_id, _UNKNOWN).title,
+            categories=metadata.get(survivors[i].item_id, _UNKNOWN).categories,
+            reason=_reason(survivors[i], fresh[i], metadata),
+        )
+        for i in picked
+    ]
+
+
+_UNKNOWN = ItemFeatures(item_id="")
+
+
+def _freshness(meta: ItemFeatures, now: datetime, rules: RankingRules) -> float:
+    if meta.published_at is None:
+        return 0.0
+    age_days = max(0.0, (now - meta.published_at).total_seconds() / 86_400)
+    return float(0.5 ** (age_days / rules.freshness_half_life_days))
+
+
+def _reason(item: Scored, fresh: float, metadata: dict[str, ItemFeatures]) -> str:
+    if item.origin is Origin.NEIGHBOUR and item.anchor_id is not None:
+        anchor = metadata.get(item.anchor_id)
+        return f"similar to {anchor.title if anchor and anchor.title else item.anchor_id}"
+    if fresh >= 0.5:
+        return "new this week" if item.origin is Origin.POPULAR else "new, matches your taste"
+    if item.origin is Origin.VECTOR:
+        return "matches your recent activity"
+    return "popular now"

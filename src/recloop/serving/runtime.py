@@ -1,0 +1,199 @@
+"""Everything one API process holds, built from Settings (or handed in by tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recloop.config import Settings
+from recloop.errors import ConfigError
+from recloop.serving.candidates.base import CandidateSource
+from recloop.serving.features import FeatureStore, features_from_uri
+from recloop.serving.hotswap import ModelHolder, Watcher
+from recloop.serving.metrics import ServingMetrics
+from recloop.serving.model import ServedModel, load_served_model
+from recloop.serving.resilience import Guard
+from recloop.serving.service import RecommendationService
+from recloop.serving.sinks import EventSink
+
+log = logging.getLogger(__name__)
+
+# How long a process without a model waits between on-request load attempts (Lambda).
+_LAZY_LOAD_EVERY = 5.0
+# A few catalogue reads at publish time; bounded so that huge catalogues do not stall a swap.
+_CATALOGUE_CHUNK = 5_000
+
+
+@dataclass
+class Runtime:
+    """The app's state: backends, the model holder and its watcher, metrics, the service."""
+
+    settings: Settings
+    features: FeatureStore
+    candidates: CandidateSource
+    sink: EventSink
+    registry: Any | None
+    metrics: ServingMetrics = field(default_factory=ServingMetrics)
+    holder: ModelHolder = field(default_factory=ModelHolder)
+    watcher: Watcher | None = None
+    service: RecommendationService = field(init=False)
+    _watch_task: asyncio.Task[None] | None = None
+    _last_lazy_load: float = 0.0
+
+    def __post_init__(self) -> None:
+        timeout = self.settings.backend_timeout_ms / 1000.0
+        self.service = RecommendationService(
+            holder=self.holder,
+            features=self.features,
+            candidates=self.candidates,
+            sink=self.sink,
+            metrics=self.metrics,
+            features_guard=Guard("features", timeout, self.features.blocking_io),
+            candidates_guard=Guard("candidates", timeout, self.candidates.blocking_io),
+        )
+        if self.registry is not None and self.watcher is None:
+            self.watcher = Watcher(
+                self.registry,
+                self.holder,
+                Path(self.settings.model_cache_dir),
+                self.load_model,
+                interval=self.settings.watch_interval_seconds,
+                on_swap=self._swapped,
+                on_reject=lambda version, why: self.metrics.model_rejected.labels(version).inc(),
+            )
+
+    def load_model(self, folder: Path, version: str) -> ServedModel:
+        """Load, verify, publish and warm one version (never touches the served reference)."""
+        from recloop.training.bundle import ModelBundle
+
+        ids = [str(i) for i in ModelBundle.load(folder, verify=False).item_ids.tolist()]
+        catalogue: dict[str, Any] = {}
+        try:
+            for start in range(0, len(ids), _CATALOGUE_CHUNK):
+                catalogue |= self.features.get_items(ids[start : start + _CATALOGUE_CHUNK])
+        except Exception as exc:  # a catalogue outage must not block a model update
+            log.warning("no item metadata for model %s: %s", version, exc)
+        model = load_served_model(
+            folder, version, catalogue, registry_uri=getattr(self.registry, "uri", None)
+        )
+        self.candidates.publish(model)
+        warm(model)
+        return model
+
+    def _swapped(self, model: ServedModel) -> None:
+        self.metrics.model_swaps.inc()
+        self.metrics.model_info.clear()
+        self.metrics.model_info.labels(model.version, model.family).set(1)
+
+    async def ensure_model(self) -> None:
+        """Without a watcher loop (Lambda), try loading the champion on request, rate-limited."""
+        if self.holder.current is not None or self.watcher is None:
+            return
+        now = time.monotonic()
+        if now - self._last_lazy_load < _LAZY_LOAD_EVERY:
+            return
+        self._last_lazy_load = now
+        await asyncio.to_thread(self.watcher.check_once)
+
+    async def start(self) -> None:
+        """Start the sink thread, load the champion, then poll the registry in the background."""
+        self.sink.start()
+        if self.watcher is not None:
+            await asyncio.to_thread(self.watcher.check_once)
+            self._watch_task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        assert self.watcher is not None
+        await asyncio.sleep(self.settings.watch_interval_seconds)
+        await self.watcher.run()
+
+    async def stop(self) -> None:
+        """Stop polling, deliver queued events, close connections."""
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+            self._watch_task = None
+        await asyncio.to_thread(self.sink.close, 5.0)
+        self.features.close()
+
+
+def warm(model: ServedModel) -> None:
+    """Touch the lazily built maps and the hot code paths before the model takes traffic."""
+    bundle = model.bundle
+    bundle.item_index("")
+    bundle.user_index("")
+    first = model.item_id(int(model.popular[0]))
+    vector = model.user_vector(bundle.history_row([first]))
+    model.score(vector, model.neighbours[int(model.popular[0])].astype("int64").clip(0))
+
+
+def build_runtime(settings: Settings, **overrides: Any) -> Runtime:
+    """A Runtime from Settings; keyword overrides replace any backend (tests, Lambda)."""
+    timeout_ms = settings.backend_timeout_ms
+    features = overrides.pop("features", None) or features_from_uri(
+        settings.features_uri, timeout_ms
+    )
+    candidates = overrides.pop("candidates", None) or candidates_from_uri(
+        settings.candidates_uri, timeout_ms, features
+    )
+    registry = overrides.pop("registry", "default")
+    if registry == "default":
+        from recloop.registry import registry_from_uri
+
+        registry = registry_from_uri(settings.registry_uri)
+    sink = overrides.pop("sink", None) or sink_from_uri(settings, features)
+    return Runtime(
+        settings=settings,
+        features=features,
+        candidates=candidates,
+        sink=sink,
+        registry=registry,
+        **overrides,
+    )
+
+
+def candidates_from_uri(
+    uri: str, timeout_ms: int, features: FeatureStore | None = None
+) -> CandidateSource:
+    """inprocess:// or elasticsearch+http(s)://host:port."""
+    if uri.startswith("inprocess://"):
+        from recloop.serving.candidates.inprocess import InProcessCandidates
+
+        return InProcessCandidates()
+    if uri.startswith(("elasticsearch+http://", "elasticsearch+https://")):
+        from recloop.serving.candidates.elasticsearch import ElasticsearchCandidates
+
+        return ElasticsearchCandidates.from_url(
+            uri.removeprefix("elasticsearch+"),
+            timeout_ms,
+            catalogue=None if features is None else features.get_items,
+        )
+    raise ConfigError(f"unsupported RECLOOP_CANDIDATES_URI {uri!r}")
+
+
+def sink_from_uri(settings: Settings, features: FeatureStore) -> EventSink:
+    """lake:// (the Ingestor, history into `features`) or kinesis://STREAM."""
+    uri = settings.events_uri
+    size = settings.event_queue_size
+    if uri.startswith("lake://"):
+        from recloop.ingest.ingestor import Ingestor
+        from recloop.lake import Lake
+        from recloop.serving.sinks import LakeEventSink
+
+        ingestor = Ingestor(Lake.from_uri(settings.lake_uri), settings, history_sink=features)  # type: ignore[arg-type]
+        return LakeEventSink(ingestor, max_queue=size)
+    if uri.startswith("kinesis://") and len(uri) > len("kinesis://"):
+        import boto3
+
+        from recloop.serving.sinks import KinesisEventSink
+
+        return KinesisEventSink(
+            boto3.client("kinesis"), uri.removeprefix("kinesis://"), max_queue=size
+        )
+    raise ConfigError(f"unsupported RECLOOP_EVENTS_URI {uri!r}: use lake:// or kinesis://STREAM")

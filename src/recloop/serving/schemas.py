@@ -1,0 +1,85 @@
+"""Request and response bodies, in families (`...Public` is what the API returns)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from recloop.events import Event
+
+Source = Literal["personalised", "cold_start", "popularity_fallback"]
+
+
+class RecommendedItemPublic(BaseModel):
+    item_id: str
+    score: float
+    title: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    reason: str
+
+
+class RecommendationsPublic(BaseModel):
+    rec_id: str = Field(description="quote it in click events to attribute them")
+    user_id: str
+    model_version: str
+    items: list[RecommendedItemPublic]
+    degraded: bool = Field(description="true when a backend failed and a fallback answered")
+    source: Source
+
+
+class SimilarItemsPublic(BaseModel):
+    item_id: str
+    model_version: str
+    items: list[RecommendedItemPublic]
+    degraded: bool = False
+
+
+class EventBatchIn(BaseModel):
+    """What the web tracker posts: 1 to 500 events (views; clicks carrying rec_id)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(min_length=1, max_length=500)
+
+
+class EventsAcceptedPublic(BaseModel):
+    accepted: int
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyPublic(BaseModel):
+    ready: bool
+    model_version: str | None
+    checks: dict[str, str]
+
+
+class VersionPublic(BaseModel):
+    model_version: str | None
+    family: str | None
+    loaded_at: datetime | None
+    registry: str | None
+    swaps: int
+    rejected_versions: list[str]
+    service_version: str
+
+
+class FieldErrorPublic(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetailPublic(BaseModel):
+    code: str
+    message: str
+    fields: list[FieldErrorPublic] = Field(default_factory=list)
+
+
+class ErrorPublic(BaseModel):
+    """The one error body every non-2xx answer carries."""
+
+    error: ErrorDetailPublic

@@ -1,0 +1,315 @@
+"""The request pipeline: history -> user vector -> candidates -> scores -> rules -> top k.
+
+Every backend call goes through a Guard (timeout + circuit breaker). A failed feature store or
+candidate source never fails the answer: it degrades to the loaded model's popularity, says
+`degraded: true` and counts the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recloop.events import Event, EventType
+from recloop.serving.candidates.base import CandidateQuery, CandidateSource, Origin
+from recloop.serving.errors import BackendError, ModelNotReadyError, SinkFullError
+from recloop.serving.features.base import FeatureStore, HistoryEntry
+from recloop.serving.hotswap import ModelHolder
+from recloop.serving.metrics import ServingMetrics
+from recloop.serving.model import ServedModel
+from recloop.serving.ranking import Ranked, RankingRules, Scored, rank
+from recloop.serving.resilience import Guard
+from recloop.serving.schemas import Source
+from recloop.serving.sinks import EventSink
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HISTORY_LIMIT = 50
+N_CANDIDATES = 300
+# Metadata is fetched for this many of the best-scored candidates per requested item.
+_META_FACTOR = 4
+_FRESH_ITEMS = 50
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What GET /recommendations returns, before serialisation."""
+
+    rec_id: str
+    user_id: str
+    model_version: str
+    items: list[Ranked]
+    degraded: bool
+    source: Source
+    degraded_reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class _Context:
+    model: ServedModel
+    reasons: list[str] = field(default_factory=list)
+
+
+class RecommendationService:
+    """Answers recommendation and similar-item requests for the model the holder serves."""
+
+    def __init__(
+        self,
+        holder: ModelHolder,
+        features: FeatureStore,
+        candidates: CandidateSource,
+        sink: EventSink,
+        metrics: ServingMetrics,
+        features_guard: Guard,
+        candidates_guard: Guard,
+        rules: RankingRules = RankingRules(),
+    ) -> None:
+        self.holder = holder
+        self.features = features
+        self.candidates = candidates
+        self.sink = sink
+        self.metrics = metrics
+        self.features_guard = features_guard
+        self.candidates_guard = candidates_guard
+        self.rules = rules
+
+    def model(self) -> ServedModel:
+        model = self.holder.current
+        if model is None:
+            raise ModelNotReadyError("no model is loaded yet (nothing approved in the registry?)")
+        return model
+
+    # ---- GET /recommendations ---------------------------------------------------------------
+
+    async def recommend(
+        self,
+        actor_id: str,
+        k: int = 10,
+        exclude_seen: bool = True,
+        category: str | None = None,
+        signed_in: bool = True,
+    ) -> Recommendation:
+        """The top k for an actor; unknown and anonymous actors get a cold-start answer."""
+        ctx = _Context(self.model())  # this request finishes on this model, whatever swaps
+        model = ctx.model
+        history = await self._guarded(ctx, self.features_guard, "features", self._history, actor_id)
+        now = datetime.now(UTC)
+        source: Source = "popularity_fallback"
+        seen: frozenset[str] = frozenset()
+        if history is None:
+            scored = self._popularity(model, set())
+        else:
+            row = model.history_row(history, actor_id if signed_in else None)
+            seen = frozenset(h.item_id for h in history) | frozenset(
+                model.item_id(int(i)) for i in row.indices
+            )
+            if row.nnz == 0:
+                scored, source = await self._cold_start(ctx, category), "cold_start"
+            else:
+                scored, source = await self._personalised(
+                    ctx, history, row, k, exclude_seen, category
+                )
+        wanted = [s.item_id for s in scored[: max(k * _META_FACTOR, 40)]]
+        anchors = {s.anchor_id for s in scored if s.anchor_id is not None}
+        metadata = await self._guarded(
+            ctx, self.features_guard, "features", self.features.get_items, wanted + sorted(anchors)
+        )
+        rules = self.rules
+        if source == "cold_start":
+            rules = replace(rules, freshness_boost=rules.cold_start_freshness_boost)
+        items = rank(
+            scored[: len(wanted)],
+            metadata or {},
+            k,
+            now,
+            rules,
+            seen=seen if exclude_seen else frozenset(),
+            category=category,
+        )
+        if len(items) < k:  # rules left too few: top up from popularity
+            taken = {i.item_id for i in items} | (seen if exclude_seen else set())
+            extra = [s for s in self._popularity(model, taken) if s.item_id not in taken]
+            items += rank(
+                extra[: k * _META_FACTOR], metadata or {}, k - len(items), now, self.rules
+            )
+        result = Recommendation(
+            rec_id=uuid.uuid4().hex,
+            user_id=actor_id,
+            model_version=model.version,
+            items=items[:k],
+            degraded=bool(ctx.reasons),
+            source=source,
+            degraded_reasons=tuple(ctx.reasons),
+        )
+        self._impression(result, signed_in)
+        return result
+
+    def _history(self, actor_id: str) -> list[HistoryEntry]:
+        return self.features.recent_history(actor_id, HISTORY_LIMIT)
+
+    async def _personalised(
+        self,
+        ctx: _Context,
+        history: list[HistoryEntry],
+        row: sp.csr_matrix,
+        k: int,
+        exclude_seen: bool,
+        category: str | None,
+    ) -> tuple[list[Scored], Source]:
+        model = ctx.model
+        vector = model.user_vector(row)
+        known = [model.index_of(h.item_id) for h in history]
+        recent = [i for i in dict.fromkeys(known) if i is not None]
+        trained = [int(i) for i in row.indices if int(i) not in set(recent)]
+        query = CandidateQuery(
+            user_vector=vector,
+            history=np.asarray(recent + trained, dtype=np.int64),
+            n=N_CANDIDATES,
+            category=category,
+            exclude=frozenset(recent + trained) if exclude_seen else frozenset(),
+        )
+        found = await self._guarded(
+            ctx, self.candidates_guard, "candidates", self.candidates.candidates, model, query
+        )
+        if found is None or not len(found):
+            exclude = {model.item_id(i) for i in query.exclude}
+            source: Source = "personalised" if found is not None else "popularity_fallback"
+            return self._popularity(model, exclude), source
+        scores = model.score(vector, found.items)
+        order = np.argsort(-scores, kind="stable")
+        return [
+            Scored(
+                item_id=model.item_id(int(found.items[i])),
+                score=float(scores[i]),
+                origin=Origin(int(found.origin[i])),
+                anchor_id=model.item_id(int(found.anchor[i])) if found.anchor[i] >= 0 else None,
+            )
+            for i in order
+        ], "personalised"
+
+    async def _cold_start(self, ctx: _Context, category: str | None) -> list[Scored]:
+        """Popular and fresh, in the requested category when there is one."""
+        model = ctx.model
+        fresh = await self._guarded(
+            ctx, self.features_guard, "features", self.features.newest_items, _FRESH_ITEMS, category
+        )
+        popular = self._popularity(model, set(), category)
+        by_id = {s.item_id: s for s in popular}
+        # Fresh items go first: the list is cut before ranking, and ranking re-sorts it anyway.
+        newest = (fresh or [])[: _FRESH_ITEMS // 5]
+        first = [by_id.pop(i.item_id, Scored(i.item_id, 0.0, Origin.POPULAR)) for i in newest]
+        return first + list(by_id.values())
+
+    def _popularity(
+        self, model: ServedModel, exclude: set[str], category: str | None = None
+    ) -> list[Scored]:
+        """The model's popular list as scored candidates (the degraded answer)."""
+        if category is not None and category in model.category_items:
+            pool = model.category_items[category]
+            pop = np.asarray(model.bundle.item_popularity)[pool]
+            indices = pool[np.argsort(-pop, kind="stable")][:N_CANDIDATES]
+        else:
+            indices = np.asarray(model.popular)
+        popularity = np.asarray(model.bundle.item_popularity)
+        return [
+            Scored(
+                model.item_id(int(i)), math.log1p(max(float(popularity[i]), 0.0)), Origin.POPULAR
+            )
+            for i in indices
+            if model.item_id(int(i)) not in exclude
+        ]
+
+    # ---- GET /items/{id}/similar --------------------------------------------------------------
+
+    async def similar(self, item_id: str, k: int = 10) -> tuple[str, list[Ranked], bool]:
+        """Items similar to `item_id`; an item the model does not know gets popular items."""
+        ctx = _Context(self.model())
+        model = ctx.model
+        index = model.index_of(item_id)
+        scored: list[Scored] = []
+        if index is not None:
+            found = await self._guarded(
+                ctx,
+                self.candidates_guard,
+                "candidates",
+                self.candidates.similar,
+                model,
+                index,
+                k * 3,
+            )
+            if found is not None:
+                ids, sims = found
+                scored = [
+                    Scored(model.item_id(int(i)), float(s), Origin.NEIGHBOUR, item_id)
+                    for i, s in zip(ids, sims, strict=True)
+                ]
+        if not scored:
+            scored = self._popularity(model, {item_id})
+        wanted = [s.item_id for s in scored[: k * _META_FACTOR]]
+        metadata = await self._guarded(
+            ctx, self.features_guard, "features", self.features.get_items, [*wanted, item_id]
+        )
+        items = rank(
+            scored[: len(wanted)],
+            metadata or {},
+            k,
+            datetime.now(UTC),
+            self.rules,
+            seen=frozenset({item_id}),
+        )
+        return model.version, items, bool(ctx.reasons)
+
+    # ---- events -------------------------------------------------------------------------------
+
+    async def record_events(self, events: list[Event]) -> int:
+        """Queue events for the lake and update histories now, so the next answer sees them."""
+        self.sink.submit(events)  # SinkFullError -> 503 before anything else happens
+        try:
+            await self.features_guard.call(self.features.append_history, events)
+        except BackendError as exc:
+            # The sink still delivers them, and the ingest path appends them to history later.
+            self.metrics.backend_errors.labels("features").inc()
+            log.warning("history update failed, left to the ingest path: %s", exc)
+        return len(events)
+
+    def _impression(self, result: Recommendation, signed_in: bool) -> None:
+        if not result.items:
+            return
+        actor = {"user_id" if signed_in else "visitor_id": result.user_id}
+        event = Event(
+            event_id=f"imp-{result.rec_id}",
+            event_type=EventType.IMPRESSION,
+            timestamp=datetime.now(UTC),
+            item_ids=[i.item_id for i in result.items],
+            positions=list(range(len(result.items))),
+            rec_id=result.rec_id,
+            model_version=result.model_version,
+            source="api",
+            **actor,
+        )
+        try:
+            self.sink.submit([event])
+            self.metrics.impressions.labels("queued").inc()
+        except SinkFullError:  # an impression is never worth failing a recommendation
+            self.metrics.impressions.labels("dropped").inc()
+
+    async def _guarded(
+        self, ctx: _Context, guard: Guard, name: str, fn: Callable[..., T], *args: Any
+    ) -> T | None:
+        try:
+            return await guard.call(fn, *args)
+        except BackendError as exc:
+            ctx.reasons.append(name)
+            self.metrics.backend_errors.labels(name).inc()
+            self.metrics.degraded.labels(name).inc()
+            log.warning("degraded answer: %s", exc)
+            return None

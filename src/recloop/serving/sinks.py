@@ -1,0 +1,210 @@
+"""EventSinks: where /events and the impressions go, always off the request path.
+
+Both implementations put events on a bounded in-memory queue that one background thread drains
+in batches; when the queue is full `submit` raises SinkFullError (the API answers 503 with
+Retry-After), so memory never grows without bound.
+    LakeEventSink     embedded: the Ingestor writes the batch into the lake (and, through its
+                      history sink, into the feature store)
+    KinesisEventSink  AWS: PutRecords, at most 500 records per call, failed records retried
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import orjson
+
+from recloop.events import Event
+from recloop.serving.errors import SinkFullError
+
+log = logging.getLogger(__name__)
+
+_KINESIS_MAX_RECORDS = 500
+_KINESIS_MAX_BYTES = 5 * 1024 * 1024
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Accepts events without waiting for their delivery."""
+
+    def submit(self, events: Sequence[Event]) -> None:
+        """Queue events; SinkFullError when the queue has no room for all of them."""
+        ...
+
+    def start(self) -> None:
+        """Start the background delivery thread (idempotent)."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (up to `timeout` seconds), then stop."""
+        ...
+
+
+class QueuedSink:
+    """A bounded queue drained by one daemon thread in batches; subclasses deliver a batch."""
+
+    def __init__(
+        self,
+        max_queue: int = 10_000,
+        batch_size: int = 500,
+        linger_s: float = 0.05,
+        retries: int = 3,
+        on_outcome: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self._queue: queue.Queue[Event | None] = queue.Queue(maxsize=max_queue)
+        self.batch_size = batch_size
+        self.linger_s = linger_s
+        self.retries = retries
+        self._on_outcome = on_outcome or (lambda outcome, n: None)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.dropped = 0
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, events: Sequence[Event]) -> None:
+        # Room is checked for the whole request first, so a batch is rarely split; a race with
+        # another submitter may still split it, and downstream dedupe by event_id absorbs a retry.
+        if self._queue.maxsize - self._queue.qsize() < len(events):
+            raise SinkFullError(retry_after=1)
+        for event in events:
+            try:
+                self._queue.put_nowait(event)
+            except queue.Full as exc:
+                raise SinkFullError(retry_after=1) from exc
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name=type(self).__name__, daemon=True
+                )
+                self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.put(None, timeout=0.05)  # the stop marker, after what is queued
+                break
+            except queue.Full:
+                continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread = None
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far was handed on; False on timeout (tests, drain)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.unfinished_tasks == 0:
+                return True
+            time.sleep(0.005)
+        return False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            batch: list[Event] = []
+            if first is None:
+                stop = True
+            else:
+                batch.append(first)
+            deadline = time.monotonic() + self.linger_s
+            while not stop and len(batch) < self.batch_size:
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                else:
+                    batch.append(item)
+            if batch:
+                self._deliver_with_retries(batch)
+            for _ in range(len(batch) + (1 if stop else 0)):
+                self._queue.task_done()
+
+    def _deliver_with_retries(self, batch: list[Event]) -> None:
+        pending = batch
+        for attempt in range(self.retries + 1):
+            try:
+                pending = self._deliver(pending)
+            except Exception:  # delivery is best-effort; the count tells an operator
+                log.exception("event sink delivery failed (attempt %d)", attempt + 1)
+            if not pending:
+                self.delivered += len(batch)
+                self._on_outcome("delivered", len(batch))
+                return
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        self.dropped += len(pending)
+        self.delivered += len(batch) - len(pending)
+        self._on_outcome("delivered", len(batch) - len(pending))
+        self._on_outcome("dropped", len(pending))
+        log.error("event sink dropped %d events after %d retries", len(pending), self.retries)
+
+    def _deliver(self, batch: list[Event]) -> list[Event]:
+        """Deliver a batch; return the events that still need delivering."""
+        raise NotImplementedError
+
+
+class LakeEventSink(QueuedSink):
+    """Embedded: each batch goes through the Ingestor into the lake."""
+
+    def __init__(self, ingestor: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ingestor = ingestor
+
+    def _deliver(self, batch: list[Event]) -> list[Event]:
+        # A fresh batch id per delivery: the lake writes objects only when absent, and events
+        # are deduplicated by event_id downstream, so a retried batch costs nothing twice.
+        self.ingestor.ingest_events(batch, batch_id=f"api-{uuid.uuid4().hex}")
+        return []
+
+
+class KinesisEventSink(QueuedSink):
+    """AWS: PutRecords into a Kinesis stream, partitioned by actor."""
+
+    def __init__(self, client: Any, stream_name: str, **kwargs: Any) -> None:
+        super().__init__(**{"batch_size": _KINESIS_MAX_RECORDS, **kwargs})
+        self.client = client
+        self.stream_name = stream_name
+
+    def _deliver(self, batch: list[Event]) -> list[Event]:
+        failed: list[Event] = []
+        for chunk in _kinesis_chunks(batch):
+            records = [
+                {"Data": orjson.dumps(e.model_dump(mode="json")), "PartitionKey": e.actor_id}
+                for e in chunk
+            ]
+            response = self.client.put_records(StreamName=self.stream_name, Records=records)
+            if response.get("FailedRecordCount", 0):
+                failed += [
+                    e for e, r in zip(chunk, response["Records"], strict=True) if "ErrorCode" in r
+                ]
+        return failed
+
+
+def _kinesis_chunks(batch: list[Event]) -> list[list[Event]]:
+    chunks: list[list[Event]] = [[]]
+    size = 0
+    for event in batch:
+        n = len(orjson.dumps(event.model_dump(mode="json"))) + len(event.actor_id)
+        if len(chunks[-1]) >= _KINESIS_MAX_RECORDS or size + n > _KINESIS_MAX_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(event)
+        size += n
+    return [c for c in chunks if c]
