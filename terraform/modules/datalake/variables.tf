@@ -1,0 +1,58 @@
+variable "name" {
+  description = "Name prefix for every resource, e.g. recloop-prod; the bucket is <name>-lake-<account id>."
+  type        = string
+}
+
+variable "lake_prefix" {
+  description = "Key prefix of the lake inside the bucket (RECLOOP_LAKE_URI = s3://<bucket>/<lake_prefix>)."
+  type        = string
+  default     = "lake"
+}
+
+variable "registry_prefix" {
+  description = "Key prefix of the model registry artifacts inside the bucket."
+  type        = string
+  default     = "registry"
+}
+
+variable "infrequent_access_after_days" {
+  description = "Days after which objects move to STANDARD_IA (cheaper, still instant)."
+  type        = number
+  default     = 30
+}
+
+variable "glacier_after_days" {
+  description = "Days after which objects move to GLACIER_IR (cheapest with instant retrieval)."
+  type        = number
+  default     = 180
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days after which overwritten or deleted object versions are removed."
+  type        = number
+  default     = 90
+}
+
+variable "event_projection_start" {
+  description = "First day (YYYY-MM-DD) Athena partition projection considers for the events table."
+  type        = string
+  default     = "2024-01-01"
+}
+
+variable "log_retention_days" {
+  description = "Days the S3 server access logs are kept."
+  type        = number
+  default     = 365
+}
+
+variable "force_destroy" {
+  description = "Allow terraform destroy to delete a non-empty bucket (dev only)."
+  type        = bool
+  default     = false
+}
+
+variable "tags" {
+  description = "Tags added to every resource of this module."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,46 @@
+output "documentdb_security_group_id" {
+  description = "Security group of DocumentDB; consumers add an ingress rule from their own group."
+  value       = aws_security_group.documentdb.id
+}
+
+output "documentdb_endpoint" {
+  description = "DocumentDB cluster (writer) endpoint."
+  value       = aws_docdb_cluster.this.endpoint
+}
+
+output "features_uri" {
+  description = "RECLOOP_FEATURES_URI for DocumentDB (contains the password)."
+  value       = local.features_uri
+  sensitive   = true
+}
+
+output "features_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_FEATURES_URI."
+  value       = aws_secretsmanager_secret.features.arn
+}
+
+output "search_secret_arn" {
+  description = "Secrets Manager secret holding the Elasticsearch URL, user and password (JSON)."
+  value       = aws_secretsmanager_secret.search.arn
+}
+
+output "search_url" {
+  description = "Elasticsearch URL over PrivateLink (resolvable inside the VPC only)."
+  value       = local.search_url
+}
+
+output "visitor_key" {
+  description = "RECLOOP_VISITOR_KEY (sensitive) for the weblog_processor Lambda."
+  value       = random_password.visitor_key.result
+  sensitive   = true
+}
+
+output "visitor_key_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_VISITOR_KEY."
+  value       = aws_secretsmanager_secret.visitor_key.arn
+}
+
+output "elastic_deployment_id" {
+  description = "Elastic Cloud deployment ID."
+  value       = ec_deployment.this.id
+}
