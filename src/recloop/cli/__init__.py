@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import typer
 
+from recloop.cli import demo as demo_cli
+from recloop.cli import imports as imports_cli
 from recloop.cli import ingest as ingest_cli
 from recloop.cli import lake as lake_cli
+from recloop.cli import sim as sim_cli
 
 app = typer.Typer(
     name="recloop",
@@ -18,6 +21,9 @@ app = typer.Typer(
 )
 lake_cli.register(app)
 ingest_cli.register(app)
+sim_cli.register(app)
+imports_cli.register(app)
+demo_cli.register(app)
 
 
 def main() -> None:

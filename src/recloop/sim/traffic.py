@@ -91,7 +91,7 @@ class Traffic:
     @property
     def tracked(self) -> npt.NDArray[np.bool_]:
         """Rows a tracker reports: item views and clicks, and crawlers that run its script."""
-        return _tracked(self.kind, self.item)
+        return _tracked(self.kind, self.item, self.status)
 
     def take(self, rows: npt.NDArray[Any]) -> Traffic:
         """A subset of rows (a boolean mask or indices), in the given order."""
@@ -129,9 +129,13 @@ class Traffic:
         return cls(world, **columns)
 
 
-def _tracked(kind: npt.NDArray[np.int8], item: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    # Headless crawlers execute the tracker too; ingest drops them by their user agent.
-    return np.asarray((kind <= Kind.CLICK) | ((kind == Kind.BOT) & (item >= 0)))
+def _tracked(
+    kind: npt.NDArray[np.int8], item: npt.NDArray[np.int64], status: npt.NDArray[np.int16]
+) -> npt.NDArray[np.bool_]:
+    # Headless crawlers execute the tracker too (on pages that exist); ingest drops them by
+    # their user agent.
+    bot_page = (kind == Kind.BOT) & (item >= 0) & (status == 200)
+    return np.asarray((kind <= Kind.CLICK) | bot_page)
 
 
 def empty_traffic(world: World) -> Traffic:
@@ -154,7 +158,8 @@ def generate_window(world: World, start: datetime, end: datetime) -> Traffic:
         part = _day(world, day)
         keep = (part.ts_ms >= lo) & (part.ts_ms < hi)
         parts.append(part.take(keep))
-    return Traffic.concat(world, parts)
+    merged = Traffic.concat(world, parts)
+    return merged.take(np.argsort(merged.ts_ms, kind="stable"))
 
 
 def _day(world: World, day: int) -> Traffic:
@@ -166,10 +171,21 @@ def _day(world: World, day: int) -> Traffic:
     columns = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
     order = np.argsort(columns["ts_ms"], kind="stable")
     columns = {k: v[order] for k, v in columns.items()}
-    tracked = _tracked(columns["kind"], columns["item"])
+    tracked = _tracked(columns["kind"], columns["item"], columns["status"])
     event_id = np.full(len(order), None, dtype=object)
-    prefix = f"sim{world.config.seed:x}-{day}-"
-    event_id[tracked] = [f"{prefix}{j:06d}" for j in range(int(tracked.sum()))]
+    # Ids from what happened (time, actor, item, kind), not from a row counter: a day drawn
+    # again after add_content() may differ, and must not reuse an id for another event.
+    prefix = f"sim{world.config.seed:x}-"
+    event_id[tracked] = [
+        f"{prefix}{ms:x}-{actor:x}-{item:x}{'c' if kind == Kind.CLICK else 'v'}"
+        for ms, actor, item, kind in zip(
+            columns["ts_ms"][tracked].tolist(),
+            columns["actor"][tracked].tolist(),
+            columns["item"][tracked].tolist(),
+            columns["kind"][tracked].tolist(),
+            strict=True,
+        )
+    ]
     return Traffic(world, event_id=event_id, **columns)
 
 
@@ -338,18 +354,27 @@ def _bots(world: World, rng: np.random.Generator, day: int) -> dict[str, npt.NDA
     hits = rng.poisson(cfg.bot_hits_per_day, size=cfg.n_bots)
     bot = np.repeat(np.arange(cfg.n_bots), hits)
     m = len(bot)
-    items = rng.integers(0, len(world.item_ids), size=m)
-    roll = rng.random(m)
+    ts_ms = (day * DAY_S * 1000 + rng.integers(0, DAY_S * 1000, size=m)).astype(np.int64)
+    # Crawlers know every page published before the day, expired ones too (those are 404).
+    known = np.flatnonzero(world.publish_s <= day * DAY_S)
+    if len(known) == 0:
+        known = np.zeros(1, np.int64)
+        roll = np.ones(m)
+    else:
+        roll = rng.random(m)
+    items = known[rng.integers(0, len(known), size=m)]
+    on_item = roll < 0.9
     item_paths = np.array([f"/items/{i}" for i in world.item_ids], dtype=object)
     path = np.where(
-        roll < 0.9, item_paths[items], np.where(roll < 0.95, "/robots.txt", "/sitemap.xml")
+        on_item, item_paths[items], np.where(roll < 0.95, "/robots.txt", "/sitemap.xml")
     )
+    gone = on_item & (world.expire_s[items] <= ts_ms // 1000)
     return {
-        "ts_ms": (day * DAY_S * 1000 + rng.integers(0, DAY_S * 1000, size=m)).astype(np.int64),
+        "ts_ms": ts_ms,
         "kind": np.full(m, Kind.BOT, np.int8),
         "actor": world.n_humans + bot,
-        "item": np.where(roll < 0.9, items, -1),
-        "status": np.full(m, 200, np.int16),
+        "item": np.where(on_item, items, -1),
+        "status": np.where(gone, 404, 200).astype(np.int16),
         "nbytes": rng.integers(8_000, 40_000, size=m),
         "path": path.astype(object),
         "referrer": np.full(m, "-", dtype=object),

@@ -15,6 +15,7 @@ bias, and a user clicks an item with `click_probability`, a logistic function of
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -94,6 +95,20 @@ class WorldConfig:
     catalog_age_days: int = 120  # the initial catalog was published over this many days
     evergreen_share: float = 0.4  # items that never expire
     lifetime_days: float = 60.0  # median lifetime of the others
+
+    @classmethod
+    def scaled(
+        cls, users: int, items: int, seed: int = 0, start: datetime | None = None
+    ) -> WorldConfig:
+        """A world of `users` and `items` with visitors and crawlers in proportion."""
+        return cls(
+            seed=seed,
+            start=start if start is not None else default_start(),
+            n_users=users,
+            n_items=items,
+            n_visitors=users // 2,
+            n_bots=max(1, users // 300),
+        )
 
     def __post_init__(self) -> None:
         if self.n_users < 1 or self.n_items < 1:
@@ -381,6 +396,17 @@ class World:
         from recloop.sim.traffic import generate_window
 
         return generate_window(self, _utc(start), _utc(end))
+
+    def simulate(
+        self, start: datetime, days: int, new_items_per_day: int = 0
+    ) -> Iterator[tuple[datetime, Traffic]]:
+        """Day by day from `start`: publish the day's new items at 06:00, then its traffic."""
+        first = _utc(start)
+        for d in range(days):
+            day = first + timedelta(days=d)
+            if new_items_per_day > 0:
+                self.add_content(new_items_per_day, day + timedelta(hours=6))
+            yield day, self.generate(day, day + timedelta(days=1))
 
     def available_item_ids(self, at: datetime) -> list[str]:
         """Items published and not expired at `at`."""
