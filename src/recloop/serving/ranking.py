@@ -25,7 +25,7 @@ class RankingRules:
     """Business-rule knobs (see the module docstring)."""
 
     freshness_boost: float = 0.15
-    cold_start_freshness_boost: float = 0.5  # with no history, new content matters more
+    cold_start_freshness_boost: float = 1.0  # no history: a new item ranks with the most popular
     freshness_half_life_days: float = 7.0
     max_share_per_category: float = 0.4  # of k, at least one item per category
 
