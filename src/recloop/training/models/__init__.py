@@ -8,6 +8,9 @@ from typing import Any
 
 from recloop.training.models.als import ALS
 from recloop.training.models.base import ModelError, Recommender
+from recloop.training.models.bpr import BPR
+from recloop.training.models.ease import EASE
+from recloop.training.models.itemknn import ItemKNN
 from recloop.training.models.popularity import Popularity, RecentPopularity
 
 FAMILIES: dict[str, type[Recommender]] = {
@@ -16,6 +19,9 @@ FAMILIES: dict[str, type[Recommender]] = {
         Popularity,
         RecentPopularity,
         ALS,
+        BPR,
+        ItemKNN,
+        EASE,
     )
 }
 

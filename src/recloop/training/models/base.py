@@ -103,7 +103,7 @@ class Recommender(ABC):
         k = min(k, scores.shape[1])
         if k <= 0:
             return np.empty((len(scores), 0), np.int64), np.empty((len(scores), 0), np.float32)
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        top = _top_k(scores, k)
         top_scores = np.take_along_axis(scores, top, axis=1)
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
@@ -155,6 +155,20 @@ class Recommender(ABC):
         model.n_items = int(meta["n_items"])
         model._restore(arrays)
         return model
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k best scores, ascending by index.
+
+    Ties at the cut are broken towards the lower index, so the answer does not depend on
+    argpartition's internal order (popularity, for one, has many equal scores).
+    """
+    kth = np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k]
+    greater = scores > kth[:, None]
+    need = k - greater.sum(axis=1)
+    tied = scores == kth[:, None]
+    chosen = greater | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
+    return np.nonzero(chosen)[1].reshape(len(scores), k)
 
 
 def _sha256(path: Path) -> str:

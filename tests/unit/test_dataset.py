@@ -1,0 +1,178 @@
+"""Dataset builder: events (lake or table) -> weighted, decayed, filtered CSR with id maps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recloop.events import Event, events_to_table
+from recloop.lake import Lake
+from recloop.training.dataset import (
+    DatasetConfig,
+    DatasetError,
+    from_lake,
+    from_table,
+    load_id_maps,
+    stratified_split,
+    temporal_split,
+    temporal_split_lake,
+)
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _event(n: int, user: str, item: str, kind: str = "click", hours: float = 0.0) -> Event:
+    return Event(
+        event_id=f"e{n}",
+        event_type=kind,
+        timestamp=T0 + timedelta(hours=hours),
+        user_id=user,
+        item_id=item,
+    )
+
+
+def _frame(rows: list[tuple[str, str, str, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "event_type": [r[2] for r in rows],
+            "timestamp": [T0 + timedelta(days=r[3]) for r in rows],
+        }
+    )
+
+
+def _cell(data, user: str, item: str) -> float:  # type: ignore[no-untyped-def]
+    return float(data.matrix[data.user_index()[user], data.item_index()[item]])
+
+
+def test_event_types_are_weighted_and_repeats_add_up() -> None:
+    frame = _frame([("u1", "a", "click", 0), ("u1", "a", "click", 1), ("u1", "b", "view", 1)])
+    config = DatasetConfig(event_weights={"click": 3.0, "view": 1.0})
+    data = from_table(frame, config)
+    assert data.matrix.dtype == np.float32
+    assert _cell(data, "u1", "a") == 6.0
+    assert _cell(data, "u1", "b") == 1.0
+
+
+def test_event_types_without_weight_are_ignored() -> None:
+    frame = _frame([("u1", "a", "click", 0), ("u2", "b", "impression", 0)])
+    data = from_table(frame, DatasetConfig(event_weights={"click": 1.0}))
+    assert data.user_ids.tolist() == ["u1"]
+    assert data.item_ids.tolist() == ["a"]
+
+
+def test_half_life_halves_weight_per_half_life_before_the_window_end() -> None:
+    frame = _frame([("u1", "old", "click", 0), ("u1", "new", "click", 7)])
+    end = T0 + timedelta(days=14)
+    data = from_table(frame, DatasetConfig({"click": 1.0}, half_life_days=7), end=end)
+    assert _cell(data, "u1", "old") == pytest.approx(0.25)
+    assert _cell(data, "u1", "new") == pytest.approx(0.5)
+    ages = data.ages.toarray()[0]
+    assert sorted(ages.tolist()) == pytest.approx([7.0, 14.0])
+
+
+def test_minimum_counts_filter_until_stable() -> None:
+    # u3 has a single item; dropping it leaves item c with one user, so c goes too.
+    rows = [("u1", "a", "click", 0), ("u1", "b", "click", 0), ("u2", "a", "click", 0)]
+    rows += [("u2", "b", "click", 0), ("u3", "c", "click", 0), ("u1", "c", "click", 0)]
+    config = DatasetConfig({"click": 1.0}, min_user_interactions=2, min_item_interactions=2)
+    data = from_table(_frame(rows), config)
+    assert data.user_ids.tolist() == ["u1", "u2"]
+    assert data.item_ids.tolist() == ["a", "b"]
+    assert data.matrix.nnz == 4
+
+
+def test_ids_are_sorted_so_row_order_does_not_depend_on_input_order() -> None:
+    rows = [("u2", "b", "click", 0), ("u1", "a", "click", 1), ("u3", "a", "view", 2)]
+    one = from_table(_frame(rows))
+    two = from_table(_frame(rows[::-1]))
+    assert one.user_ids.tolist() == ["u1", "u2", "u3"]
+    assert (one.matrix != two.matrix).nnz == 0
+
+
+def test_table_without_the_needed_columns_is_a_clear_error() -> None:
+    with pytest.raises(DatasetError, match="lacks column"):
+        from_table(pd.DataFrame({"user_id": ["u"], "timestamp": [0]}))
+
+
+def test_bad_config_is_refused() -> None:
+    with pytest.raises(DatasetError):
+        DatasetConfig(event_weights={"click": -1.0})
+    with pytest.raises(DatasetError):
+        DatasetConfig(half_life_days=0)
+
+
+def test_lake_window_streams_dedupes_and_records_the_snapshot(lake_uri: str) -> None:
+    lake = Lake.from_uri(lake_uri)
+    first = [_event(1, "u1", "a"), _event(2, "u1", "b", "view"), _event(3, "u2", "a", hours=5)]
+    lake.write_events(events_to_table(first), "batch-1")
+    # A redelivery of e1 in another batch, and an anonymous visitor's click.
+    again = [
+        _event(1, "u1", "a"),
+        Event(event_id="e4", event_type="click", timestamp=T0, visitor_id="v9", item_id="b"),
+    ]
+    lake.write_events(events_to_table(again), "batch-2")
+    lake.write_events(events_to_table([_event(5, "u3", "z", hours=48)]), "batch-3")
+
+    config = DatasetConfig({"click": 2.0, "view": 1.0})
+    data = from_lake(lake, T0, T0 + timedelta(days=1), config)
+    assert data.user_ids.tolist() == ["u1", "u2", "v9"]
+    assert data.item_ids.tolist() == ["a", "b"]
+    assert _cell(data, "u1", "a") == 2.0  # counted once despite the redelivery
+    assert _cell(data, "u1", "b") == 1.0
+    assert data.events_read == 4
+    assert data.snapshot is not None
+    assert len(data.snapshot.objects) == 3  # hour 0 (two batches) and hour 5; not day 2
+    assert data.snapshot.rows == 5
+
+
+def test_id_maps_roundtrip_without_pickle(tmp_path: Path) -> None:
+    data = from_table(_frame([("u1", "a", "click", 0), ("ü2", "b", "view", 1)]))
+    data.save(tmp_path / "ds")
+    maps = load_id_maps(tmp_path / "ds")
+    assert maps.user_ids.tolist() == data.user_ids.tolist()
+    assert maps.item_ids.tolist() == ["a", "b"]
+    assert maps.meta["shape"] == [2, 2]
+    (tmp_path / "ds" / "item_ids.npy").write_bytes(b"garbage")
+    with pytest.raises(DatasetError):
+        load_id_maps(tmp_path / "ds")
+
+
+def test_temporal_split_tests_on_next_window_clicks_of_known_users_and_items() -> None:
+    rows = [("u1", "a", "click", 0), ("u2", "b", "click", 1), ("u1", "b", "click", 10)]
+    rows += [("u2", "a", "view", 11), ("u9", "a", "click", 11), ("u2", "new", "click", 12)]
+    train, test = temporal_split(_frame(rows), T0 + timedelta(days=5))
+    assert train.user_ids.tolist() == ["u1", "u2"]
+    assert test.shape == train.shape
+    dense = test.toarray()
+    assert dense.tolist() == [[0.0, 1.0], [0.0, 0.0]]  # views, unknown users/items dropped
+
+
+def test_temporal_split_on_the_lake(lake_uri: str) -> None:
+    lake = Lake.from_uri(lake_uri)
+    events = [_event(1, "u1", "a"), _event(2, "u2", "b", hours=1), _event(3, "u1", "b", hours=30)]
+    lake.write_events(events_to_table(events), "b1")
+    train, test = temporal_split_lake(lake, T0, T0 + timedelta(days=1), T0 + timedelta(days=2))
+    assert train.nnz == 2
+    assert test.toarray().tolist() == [[0.0, 1.0], [0.0, 0.0]]
+
+
+def test_stratified_split_is_per_user_seeded_and_disjoint() -> None:
+    rng = np.random.default_rng(0)
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix((rng.random((30, 50)) < 0.3).astype(np.float32))
+    train, test = stratified_split(matrix, 0.25, seed=42)
+    again, _ = stratified_split(matrix, 0.25, seed=42)
+    other, _ = stratified_split(matrix, 0.25, seed=7)
+    assert (train + test != matrix).nnz == 0
+    assert train.multiply(test).nnz == 0
+    counts = np.diff(matrix.indptr)
+    assert np.array_equal(np.diff(train.indptr), np.round(counts * 0.75).astype(int))
+    assert (again != train).nnz == 0
+    assert (other != train).nnz > 0
