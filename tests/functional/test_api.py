@@ -1,4 +1,4 @@
-"""The recommendation API end to end in-process: real model, real SQLite, real lake, real registry."""
+"""The API end to end in-process: real model, real SQLite, real lake, real registry."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
-from pymongo import ASCENDING, DESCENDING, UpdateOne
-from pymongo.errors import PyMongoError
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from recloop.events import Event
 from recloop.serving.errors import BackendError
@@ -29,6 +29,7 @@ from recloop.serving.features.base import (
 )
 
 USER_TTL_DAYS = 365
+_DUPLICATE_KEY = 11000
 _DAY = 86_400
 
 
@@ -86,25 +87,29 @@ class MongoFeatureStore:
     # ---- history ----------------------------------------------------------------------------
 
     def append_history(self, events: Sequence[Event]) -> int:
-        ops = [
-            UpdateOne(
-                {"_id": e.event_id},
-                {
-                    "$setOnInsert": {
-                        "actor_id": e.actor_id,
-                        "item_id": e.item_id,
-                        "event_type": e.event_type.value,
-                        "ts": as_utc(e.timestamp),
-                    }
-                },
-                upsert=True,
-            )
+        docs = [
+            {
+                "_id": e.event_id,
+                "actor_id": e.actor_id,
+                "item_id": e.item_id,
+                "event_type": e.event_type.value,
+                "ts": as_utc(e.timestamp),
+            }
             for e in taste_events(events)
         ]
-        if not ops:
+        if not docs:
             return 0
-        result = self._call(self.history.bulk_write, ops, False)  # ordered=False
-        return int(result.upserted_count)
+        try:
+            self.history.insert_many(docs, ordered=False)
+            return len(docs)
+        except BulkWriteError as exc:
+            # _id is the event id: a duplicate key is a redelivered event, anything else fails.
+            errors = exc.details.get("writeErrors", [])
+            if any(err.get("code") != _DUPLICATE_KEY for err in errors):
+                raise BackendError("features", f"documentdb write failed: {exc}") from exc
+            return int(exc.details.get("nInserted", len(docs) - len(errors)))
+        except PyMongoError as exc:
+            raise BackendError("features", f"documentdb write failed: {exc}") from exc
 
     def recent_history(self, actor_id: str, limit: int = 50) -> list[HistoryEntry]:
         def query() -> list[dict[str, Any]]:
@@ -119,27 +124,18 @@ class MongoFeatureStore:
     # ---- items -------------------------------------------------------------------------------
 
     def upsert_items(self, items: Iterable[ItemFeatures]) -> int:
-        ops = [
-            UpdateOne(
-                {"_id": it.item_id},
-                {
-                    "$set": {
-                        "title": it.title,
-                        "categories": list(it.categories),
-                        "available": it.available,
-                        "published_at": None
-                        if it.published_at is None
-                        else as_utc(it.published_at),
-                    }
-                },
-                upsert=True,
-            )
-            for it in items
-        ]
-        if not ops:
-            return 0
-        self._call(self.items.bulk_write, ops, False)
-        return len(ops)
+        written = 0
+        for it in items:  # publish-time only; replace_one keeps to what DocumentDB supports
+            doc = {
+                "_id": it.item_id,
+                "title": it.title,
+                "categories": list(it.categories),
+                "available": it.available,
+                "published_at": None if it.published_at is None else as_utc(it.published_at),
+            }
+            self._call(lambda d=doc: self.items.replace_one({"_id": d["_id"]}, d, upsert=True))
+            written += 1
+        return written
 
     def get_items(self, item_ids: Sequence[str]) -> dict[str, ItemFeatures]:
         ids = list(dict.fromkeys(item_ids))
