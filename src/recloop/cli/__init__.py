@@ -11,6 +11,7 @@ from recloop.cli import demo as demo_cli
 from recloop.cli import imports as imports_cli
 from recloop.cli import ingest as ingest_cli
 from recloop.cli import lake as lake_cli
+from recloop.cli import serve as serve_cli
 from recloop.cli import sim as sim_cli
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 lake_cli.register(app)
+serve_cli.register(app)
 ingest_cli.register(app)
 sim_cli.register(app)
 imports_cli.register(app)

@@ -1,0 +1,51 @@
+"""`recloop serve`: the recommendation API under uvicorn (uvloop + httptools)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import typer
+
+from recloop.cli._common import console, user_errors
+
+# Seconds uvicorn waits for requests in flight after SIGTERM before it closes connections.
+_GRACEFUL_SECONDS = 20
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `serve` command."""
+
+    @app.command()
+    def serve(
+        host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+        port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
+        workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
+        log_level: str = typer.Option("warning", help="uvicorn log level"),
+    ) -> None:
+        """Serve GET /recommendations, POST /events and friends; the web page is at /."""
+        import uvicorn
+
+        with user_errors():
+            from recloop.config import get_settings
+
+            settings = get_settings()  # fail here, with a one-line message, on bad settings
+            if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                # /metrics then sums every worker's values, whichever worker answers.
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recloop-prom-")
+            console.print(
+                f"serving on http://{host}:{port} with {workers} worker(s); "
+                f"registry {settings.registry_uri}"
+            )
+            uvicorn.run(
+                "recloop.serving.app:app_from_env",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                loop="uvloop",
+                http="httptools",
+                log_level=log_level,
+                timeout_graceful_shutdown=_GRACEFUL_SECONDS,
+                access_log=False,
+            )
