@@ -1,0 +1,243 @@
+"""Degraded answers, the event queue, the hot-swap watcher, auth, CORS and the Lambda handler."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from recloop.lake import Lake
+from recloop.serving.app import create_app
+from recloop.serving.errors import BackendError
+from recloop.serving.features.sqlite import SQLiteFeatureStore
+from recloop.serving.runtime import build_runtime
+from recloop.serving.testing import TinyWorld, fit_bundle, publish, tiny_world, world_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> TinyWorld:
+    return tiny_world(tmp_path_factory.mktemp("world"))
+
+
+class FailingStore(SQLiteFeatureStore):
+    """A real SQLite store whose reads fail, as a broken DocumentDB connection would."""
+
+    def recent_history(self, actor_id: str, limit: int = 50) -> Any:
+        raise BackendError("features", "connection refused")
+
+
+class SlowStore(SQLiteFeatureStore):
+    """A real SQLite store that answers history reads after 2 s, over a network-like call."""
+
+    blocking_io = True
+
+    def recent_history(self, actor_id: str, limit: int = 50) -> Any:
+        time.sleep(2.0)
+        return super().recent_history(actor_id, limit)
+
+
+class DeadCandidates:
+    name = "dead"
+    blocking_io = False
+
+    def publish(self, model: Any) -> None:
+        return None
+
+    def candidates(self, model: Any, query: Any) -> Any:
+        raise ConnectionError("no route to host")
+
+    def similar(self, model: Any, item: int, n: int) -> Any:
+        raise ConnectionError("no route to host")
+
+    def ping(self) -> None:
+        raise ConnectionError("no route to host")
+
+
+def make_client(world: TinyWorld, tmp_path: Path, **overrides: Any) -> TestClient:
+    settings = world_settings(
+        world,
+        lake_uri=(tmp_path / "lake").as_uri(),
+        **overrides.pop("settings", {}),
+    )
+    return TestClient(create_app(settings, build_runtime(settings, **overrides)))
+
+
+@pytest.mark.parametrize("store_cls", [FailingStore, SlowStore])
+def test_failing_or_slow_feature_store_degrades_to_popularity(
+    world: TinyWorld, tmp_path: Path, store_cls: type[SQLiteFeatureStore]
+) -> None:
+    store = store_cls(world.root / "features.db", timeout_ms=100)
+    with make_client(world, tmp_path, features=store) as client:
+        start = time.perf_counter()
+        response = client.get("/recommendations", params={"user_id": "u0"})
+        elapsed = time.perf_counter() - start
+        body = response.json()
+        assert response.status_code == 200
+        assert body["degraded"] is True and body["source"] == "popularity_fallback"
+        assert len(body["items"]) == 10
+        assert elapsed < 1.5  # the deadline answered, not the 2 s backend
+        metrics = client.get("/metrics").text
+        assert 'recloop_degraded_responses_total{reason="features"}' in metrics
+
+
+def test_dead_candidate_source_degrades_and_the_breaker_opens(
+    world: TinyWorld, tmp_path: Path
+) -> None:
+    dead = DeadCandidates()
+    with make_client(world, tmp_path, candidates=dead) as client:
+        for _ in range(7):
+            body = client.get("/recommendations", params={"user_id": "u1"}).json()
+            assert body["degraded"] is True and body["source"] == "popularity_fallback"
+            assert len(body["items"]) == 10
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        assert runtime.service.candidates_guard.breaker.state == "open"
+        assert client.get("/items/i0/similar").json()["degraded"] is True
+        assert client.get("/readyz").status_code == 503
+
+
+def test_full_event_queue_is_503_with_retry_after(world: TinyWorld, tmp_path: Path) -> None:
+    with make_client(world, tmp_path, settings={"event_queue_size": 2}) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        runtime.sink.close()  # stop delivery so the queue fills up
+        events = [
+            {
+                "event_id": uuid.uuid4().hex,
+                "event_type": "view",
+                "timestamp": datetime.now(UTC).isoformat(),
+                "visitor_id": "v1",
+                "item_id": "i1",
+            }
+            for _ in range(3)
+        ]
+        response = client.post("/events", json={"events": events})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["error"]["code"] == "queue_full"
+
+
+def test_events_and_impressions_reach_the_lake(world: TinyWorld, tmp_path: Path) -> None:
+    with make_client(world, tmp_path) as client:
+        rec = client.get("/recommendations", params={"user_id": "u2"}).json()
+        event = {
+            "event_id": "click-1",
+            "event_type": "click",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "user_id": "u2",
+            "item_id": rec["items"][0]["item_id"],
+            "rec_id": rec["rec_id"],
+        }
+        assert client.post("/events", json={"events": [event]}).status_code == 202
+        assert client.app.state.runtime.sink.flush(5.0)  # type: ignore[attr-defined]
+    table, _ = Lake.from_uri((tmp_path / "lake").as_uri()).read_events()
+    rows = table.to_pylist()
+    kinds = {r["event_type"]: r for r in rows}
+    assert kinds["click"]["rec_id"] == rec["rec_id"]
+    assert kinds["impression"]["rec_id"] == rec["rec_id"]
+    assert kinds["impression"]["item_ids"] == [i["item_id"] for i in rec["items"]]
+    assert kinds["impression"]["model_version"] == rec["model_version"]
+
+
+def test_watcher_swaps_to_a_new_champion_and_never_serves_a_corrupt_one(
+    tmp_path: Path,
+) -> None:
+    world = tiny_world(tmp_path / "w")
+    with make_client(world, tmp_path, settings={"watch_interval_seconds": 3600}) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        assert client.get("/version").json()["model_version"] == world.version
+        # A corrupted artifact: approved, but one array no longer matches its checksum.
+        bad_dir = fit_bundle(tmp_path / "bad", seed=1)
+        with (bad_dir / "item_popularity.npy").open("r+b") as handle:
+            handle.seek(-4, 2)
+            handle.write(b"\xff\xff\xff\xff")
+        bad = publish(world.registry, bad_dir)
+        assert runtime.watcher.check_once() is None
+        assert client.get("/version").json()["model_version"] == world.version
+        assert bad in client.get("/version").json()["rejected_versions"]
+        assert "recloop_model_rejected_total" in client.get("/metrics").text
+        good = publish(world.registry, fit_bundle(tmp_path / "good", seed=2))
+        in_flight = runtime.holder.current
+        assert runtime.watcher.check_once() is not None
+        assert client.get("/version").json()["model_version"] == good
+        assert in_flight.version == world.version  # a request holding the old model keeps it
+        # Rolling back: rejecting the champion makes the previous approved one champion again.
+        world.registry.reject(bad, "corrupt artifact")
+        world.registry.reject(good, "rollback")
+        runtime.watcher.check_once()
+        assert client.get("/recommendations?user_id=u0").json()["model_version"] == world.version
+
+
+def test_bearer_token_and_cors(world: TinyWorld, tmp_path: Path) -> None:
+    settings = {"api_token": SecretStr("s3cret"), "cors_origins": ("https://shop.example",)}
+    with make_client(world, tmp_path, settings=settings) as client:
+        denied = client.get("/recommendations", params={"user_id": "u0"})
+        assert denied.status_code == 401 and denied.json()["error"]["code"] == "unauthorized"
+        ok = client.get(
+            "/recommendations",
+            params={"user_id": "u0"},
+            headers={"Authorization": "Bearer s3cret", "Origin": "https://shop.example"},
+        )
+        assert ok.status_code == 200
+        assert ok.headers["access-control-allow-origin"] == "https://shop.example"
+        assert client.get("/healthz").status_code == 200  # probes need no token
+
+
+def _load_handler() -> Any:
+    spec = importlib.util.spec_from_file_location("api_handler", REPO / "lambdas/api/handler.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def lambda_api(world: TinyWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    settings = world_settings(world, lake_uri=(tmp_path / "lake").as_uri())
+    for name, value in settings.model_dump(
+        include={"lake_uri", "registry_uri", "features_uri"}
+    ).items():
+        monkeypatch.setenv(f"RECLOOP_{name.upper()}", str(value))
+    monkeypatch.setenv("RECLOOP_MODEL_CACHE_DIR", str(settings.model_cache_dir))
+    from recloop.config import get_settings
+
+    get_settings.cache_clear()
+    handler = _load_handler()
+    yield handler
+    handler._adapter().app.state.runtime.sink.close()
+
+
+def test_lambda_handler_with_api_gateway_v1_event(lambda_api: Any, aws_event: Any) -> None:
+    event = aws_event("apiGatewayProxyEvent.json")
+    event.update(
+        path="/recommendations",
+        httpMethod="GET",
+        queryStringParameters={"user_id": "u0", "k": "3"},
+        multiValueQueryStringParameters={"user_id": ["u0"], "k": ["3"]},
+        body=None,
+    )
+    response = lambda_api.lambda_handler(event, None)
+    assert response["statusCode"] == 200
+    body = json.loads(response["body"])
+    assert len(body["items"]) == 3 and body["source"] == "personalised"
+
+
+def test_lambda_handler_with_api_gateway_v2_event(lambda_api: Any, aws_event: Any) -> None:
+    event = aws_event("apiGatewayProxyV2Event_GET.json")
+    event.update(rawPath="/items/i0/similar", rawQueryString="k=4")
+    event["requestContext"]["http"]["path"] = "/items/i0/similar"
+    response = lambda_api.lambda_handler(event, None)
+    assert response["statusCode"] == 200
+    assert len(json.loads(response["body"])["items"]) == 4
+    event.update(rawPath="/recommendations", rawQueryString="k=0&user_id=u0")
+    bad = lambda_api.lambda_handler(event, None)
+    assert bad["statusCode"] == 422
