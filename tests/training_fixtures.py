@@ -1,7 +1,8 @@
 """Test helpers for training, bundles and the registry (importable: tests/ is on sys.path).
 
 `CooccurrenceModel` is a tiny but real Recommender (item-item co-occurrence), so bundle and
-registry tests do not depend on which model families happen to exist.
+registry tests do not depend on which model families happen to exist. Tests that load it call
+`register_test_family(monkeypatch)` (an autouse fixture in their module).
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ class CooccurrenceModel(Recommender):
         self.sim = arrays["sim"]
 
 
-FAMILIES.setdefault(CooccurrenceModel.family, CooccurrenceModel)
+def register_test_family(monkeypatch: Any) -> None:
+    """Make CooccurrenceModel loadable for one test (never registered globally: other suites
+    iterate FAMILIES)."""
+    monkeypatch.setitem(FAMILIES, CooccurrenceModel.family, CooccurrenceModel)
 
 
 def block_matrix(n_users: int = 40, n_items: int = 20, seed: int = 0) -> sp.csr_matrix:
@@ -91,3 +95,54 @@ def make_bundle(
 def saved_bundle(folder: Path, **kwargs: Any) -> Path:
     """make_bundle(...) saved into `folder`."""
     return make_bundle(**kwargs).save(folder)
+
+
+def synthetic_events(
+    n_users: int = 120,
+    n_items: int = 40,
+    days: int = 21,
+    per_user_per_day: float = 1.0,
+    groups: int = 4,
+    seed: int = 0,
+    start: str = "2026-01-01T00:00:00+00:00",
+) -> Any:
+    """A pyarrow event table with a known answer: users of group g view and click only items
+    of group g, so any personalised model beats popularity on next-week clicks."""
+    import pyarrow as pa
+
+    from recloop.events import EVENT_SCHEMA, conform
+
+    rng = np.random.default_rng(seed)
+    t0 = np.datetime64(start.replace("+00:00", ""), "ms")
+    n = int(n_users * days * per_user_per_day)
+    users = rng.integers(0, n_users, n)
+    group_of_user = users % groups
+    per_group = n_items // groups
+    # A skewed choice within the group: some items are much more popular than others.
+    offset = np.minimum(rng.zipf(1.6, n) - 1, per_group - 1)
+    items = group_of_user * per_group + offset
+    # Three busy hours a day keep the lake to a few objects per day (fast tests).
+    hour = rng.choice(np.array([9, 13, 20]), n)
+    ms = rng.integers(0, days, n) * 86_400_000 + hour * 3_600_000 + rng.integers(0, 3_600_000, n)
+    kinds = np.where(rng.random(n) < 0.4, "click", "view")
+    table = pa.table(
+        {
+            "event_id": [f"e{seed}-{i}" for i in range(n)],
+            "event_type": kinds,
+            "timestamp": pa.array(t0 + ms.astype("timedelta64[ms]"), pa.timestamp("ms", tz="UTC")),
+            "user_id": [f"u{u:04d}" for u in users],
+            "item_id": [f"i{j:03d}" for j in items],
+            "source": ["test"] * n,
+            "schema_version": pa.array(np.full(n, 2, np.int16)),
+        }
+    )
+    return conform(table).cast(EVENT_SCHEMA)
+
+
+def write_synthetic_lake(lake_uri: str, **kwargs: Any) -> Any:
+    """synthetic_events(...) written into a lake; returns the Lake."""
+    from recloop.lake import Lake
+
+    lake = Lake.from_uri(lake_uri)
+    lake.write_events(synthetic_events(**kwargs), batch_id=f"synthetic-{kwargs.get('seed', 0)}")
+    return lake

@@ -10,7 +10,12 @@ import pytest
 
 from recloop.training.bundle import ModelBundle, read_meta
 from recloop.training.models.base import ModelError
-from training_fixtures import make_bundle
+from training_fixtures import make_bundle, register_test_family
+
+
+@pytest.fixture(autouse=True)
+def _test_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    register_test_family(monkeypatch)
 
 
 def test_round_trip_keeps_model_ids_popularity_history_and_meta(tmp_path: Path) -> None:

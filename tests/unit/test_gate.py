@@ -10,9 +10,14 @@ import pytest
 from recloop.registry import ModelStatus, registry_from_uri
 from recloop.registry.gate import BundleOnItems, GateConfig, GateDecision, apply, decide
 from recloop.training.evaluation import EvalResult, evaluate
-from training_fixtures import block_matrix, make_bundle, saved_bundle
+from training_fixtures import block_matrix, make_bundle, register_test_family, saved_bundle
 
 CONFIG = GateConfig(metric="recall@10", margin=0.05, bootstrap_samples=500, seed=1)
+
+
+@pytest.fixture(autouse=True)
+def _test_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    register_test_family(monkeypatch)
 
 
 def _result(per_user: np.ndarray) -> EvalResult:

@@ -24,7 +24,12 @@ from recloop.registry import (
     registry_from_uri,
 )
 from recloop.training.bundle import ModelBundle
-from training_fixtures import saved_bundle
+from training_fixtures import register_test_family, saved_bundle
+
+
+@pytest.fixture(autouse=True)
+def _test_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    register_test_family(monkeypatch)
 
 
 @pytest.fixture(params=["file", "s3", "sagemaker"])

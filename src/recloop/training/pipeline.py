@@ -1,0 +1,584 @@
+"""`recloop train`: a lake window in, a registered (and gated) model bundle out, with a run record.
+
+    window      [since, until): until defaults to the end of the newest lake partition
+                holdout    = [until - holdout_days, until)            (the gate's data)
+                validation = [holdout start - validation_days, holdout start)  (the search's)
+    search      per family, a few seeded configurations fitted before the validation window
+                and scored on its clicks; the best configuration of the best family wins
+    holdout     the winner refitted on everything before the holdout and scored on the
+                holdout's clicks, popularity beside; the champion is scored on the same users
+    refit       the winner refitted on the whole window (holdout included), so the model that
+                serves has seen the latest behaviour
+    register    bundle -> registry (PendingManualApproval) -> gate -> Approved or Rejected
+
+Every stage is timed into the run record; the run's config is enough to reproduce it
+(`reproduce`), reading exactly the lake objects the run read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recloop.errors import RecloopError
+from recloop.lake import Lake, ObjectStore
+from recloop.lake.store import ObjectInfo
+from recloop.registry import ModelRegistry, ModelVersion
+from recloop.registry.gate import BundleOnItems, GateConfig, GateDecision, apply, decide
+from recloop.training import dataset as ds
+from recloop.training.bundle import BundleMeta, ModelBundle
+from recloop.training.evaluation import EvalResult, evaluate
+from recloop.training.models import FAMILIES, ModelError, Recommender, make
+from recloop.training.runs import Run, RunRecord, RunTracker
+from recloop.training.window import EventWindow
+
+log = logging.getLogger(__name__)
+
+BASELINE_FAMILY = "popularity"
+# Progress hook: (stage description, units done, units in the stage).
+Progress = Callable[[str, int, int], None]
+
+
+class TrainError(RecloopError):
+    """The training pipeline cannot run with these options or this data."""
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that decides a training run's result (recorded in the run's config)."""
+
+    families: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    since: str | None = None
+    until: str | None = None
+    k: int = 10
+    metric: str = "recall@10"
+    seed: int = 42
+    holdout_days: float = 7.0
+    validation_days: float = 7.0
+    search_budget: int = 4
+    eval_users: int = 10_000
+    dataset: dict[str, Any] = field(default_factory=dict)
+    gate: GateConfig = field(default_factory=GateConfig)
+    register: bool = True
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> TrainOptions:
+        """Defaults from RECLOOP_* settings, then `overrides` (None values are ignored)."""
+        from recloop.config import get_settings
+
+        s = get_settings()
+        base = cls(
+            k=s.train_k,
+            metric=s.train_metric,
+            seed=s.train_seed,
+            holdout_days=s.train_holdout_days,
+            validation_days=s.train_validation_days,
+            search_budget=s.train_search_budget,
+            eval_users=s.train_eval_users,
+            gate=GateConfig.from_settings(),
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["families"] = list(self.families)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainOptions:
+        known = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in data.items() if k in known}
+        values["families"] = tuple(values.get("families", ()))
+        values["gate"] = GateConfig(**values.get("gate", {}))
+        return cls(**values)
+
+    def validate(self) -> None:
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown:
+            raise TrainError(f"unknown model families {unknown}; known: {sorted(FAMILIES)}")
+        name, _, k = self.metric.partition("@")
+        if k != str(self.k) or name not in ("recall", "precision", "ndcg", "map", "hit_rate"):
+            raise TrainError(
+                f"metric {self.metric!r} must be one of recall/precision/ndcg/"
+                f"map/hit_rate at K={self.k}"
+            )
+        if self.gate.metric != self.metric:
+            raise TrainError(f"the gate's metric {self.gate.metric!r} differs from {self.metric!r}")
+
+
+@dataclass
+class Trial:
+    """One configuration scored on the validation window."""
+
+    family: str
+    params: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the run record, the chosen config, the version and the decision."""
+
+    run: RunRecord
+    family: str
+    params: dict[str, Any]
+    trials: list[Trial]
+    holdout: dict[str, float]
+    decision: GateDecision | None
+    version: ModelVersion | None
+    bundle_dir: Path
+    fits: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run.run_id,
+            "family": self.family,
+            "params": self.params,
+            "holdout": self.holdout,
+            "version": self.version.version if self.version else None,
+            "status": str(self.version.status) if self.version else None,
+            "approved": self.decision.approved if self.decision else None,
+            "reason": self.decision.reason if self.decision else None,
+            "fits": self.fits,
+        }
+
+
+@dataclass(frozen=True)
+class Window:
+    since: datetime | None
+    validation_start: datetime
+    holdout_start: datetime
+    until: datetime
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {k: v.isoformat() if v else None for k, v in asdict(self).items()}
+
+
+# ---- the pipeline ------------------------------------------------------------------------------
+
+
+def train(
+    options: TrainOptions,
+    lake: Lake,
+    registry: ModelRegistry,
+    tracker: RunTracker,
+    *,
+    bundle_dir: Path | None = None,
+    run_id: str | None = None,
+    progress: Progress | None = None,
+    kind: str = "train",
+    use_champion: bool = True,
+) -> TrainResult:
+    """Run the whole pipeline (see the module docstring) inside a recorded run.
+
+    `use_champion=False` gates against popularity even when a champion exists (reproductions).
+    """
+    options.validate()
+    say = progress or (lambda stage, done, total: None)
+    seeds = {"search": options.seed, "evaluation": options.seed, "bootstrap": options.gate.seed}
+    with tracker.start(options.to_dict(), seeds, kind=kind, run_id=run_id) as run:
+        return _train(options, lake, registry, run, bundle_dir, say, use_champion)
+
+
+def _train(
+    options: TrainOptions,
+    lake: Lake,
+    registry: ModelRegistry,
+    run: Run,
+    bundle_dir: Path | None,
+    say: Progress,
+    use_champion: bool,
+) -> TrainResult:
+    config = ds.DatasetConfig.from_dict(options.dataset) if options.dataset else ds.DatasetConfig()
+    window = resolve_window(lake, options)
+    run.set_result("window", window.to_dict())
+    log.info("window %s", window.to_dict())
+    families = list(options.families) or default_families()
+    fits = 0
+
+    with run.timer("data.read"):
+        say("reading the lake window", 0, 1)
+        events = EventWindow.read(lake, window.since, window.until)
+    run.set_snapshot(events.snapshot)
+    log.info("read %d events from %d objects", events.events, len(events.snapshot.objects))
+    if events.events == 0:
+        raise TrainError(f"the lake {lake.uri} has no usable events in the window")
+
+    # 1. search on the validation window (skipped when there is nothing to choose between)
+    trials: list[Trial] = []
+    candidates = {f: candidate_params(f, options) for f in families}
+    if sum(len(c) for c in candidates.values()) > 1:
+        with run.timer("data.search"):
+            search_train = events.interactions(window.since, window.validation_start, config)
+            validation = events.clicks(window.validation_start, window.holdout_start, search_train)
+        with run.timer("search"):
+            trials = _search(candidates, search_train, validation, options, say)
+        del search_train, validation
+        fits += sum(1 for t in trials if t.error is None)
+        run.set_result("search", [asdict(t) for t in trials])
+        family, params = _best(trials, options.metric)
+    else:
+        family, params = families[0], candidates[families[0]][0]
+    run.log_params({"family": family, "model": params})
+    log.info("chosen %s %s", family, params)
+
+    # 2. the holdout: the challenger, popularity and the champion on the same users
+    with run.timer("data.holdout"):
+        train_part = events.interactions(window.since, window.holdout_start, config)
+        holdout = events.clicks(window.holdout_start, window.until, train_part)
+    with run.timer("fit.holdout"):
+        say(f"fitting {family} for the holdout", 0, 1)
+        challenger_model = _fit(family, params, train_part)
+        fits += 1
+    with run.timer("evaluate.holdout"):
+        say("evaluating on the holdout", 0, 1)
+        challenger = _evaluate(challenger_model, train_part.matrix, holdout, options, baseline=True)
+    run.log_metrics(challenger.to_dict(), prefix="holdout.")
+    champion = registry.champion() if use_champion else None
+    with run.timer("evaluate.champion"):
+        decision, champion_metrics = _gate(
+            challenger, train_part, holdout, registry, champion, options, window
+        )
+    if champion_metrics:
+        run.log_metrics(champion_metrics, prefix="champion.")
+    run.set_result(
+        "gate",
+        {"approved": decision.approved, "reason": decision.reason, "evidence": decision.evidence},
+    )
+    del challenger_model, train_part, holdout
+
+    # 3. the refit on the whole window, the bundle, the registry
+    with run.timer("data.full"):
+        full = events.interactions(window.since, window.until, config)
+        full.snapshot = events.snapshot
+    del events
+    with run.timer("fit.refit"):
+        say(f"refitting {family} on the whole window", 0, 1)
+        model = _fit(family, params, full)
+        fits += 1
+    holdout_metrics = {k: float(v) for k, v in challenger.to_dict().items()}
+    with run.timer("bundle"):
+        folder = _write_bundle(
+            model, full, family, params, holdout_metrics, run, window, bundle_dir
+        )
+    run.add_artifact("bundle_dir", folder.as_uri())
+    version = None
+    if options.register:
+        with run.timer("register"):
+            say("registering", 0, 1)
+            version = registry.register(folder, holdout_metrics, run.run_id)
+            version = apply(registry, version.version, decision)
+        run.add_artifact("bundle", version.artifact_uri)
+        run.set_result("version", version.to_dict())
+        log.info("version %s: %s", version.version, version.status)
+    run.log_metrics({"fits": fits})
+    say("done", 1, 1)
+    return TrainResult(
+        run.record, family, params, trials, holdout_metrics, decision, version, folder, fits
+    )
+
+
+# ---- stages ------------------------------------------------------------------------------------
+
+
+def default_families() -> list[str]:
+    """Every family except plain popularity, which is the baseline reported beside."""
+    return [name for name in FAMILIES if name != BASELINE_FAMILY]
+
+
+def candidate_params(family: str, options: TrainOptions) -> list[dict[str, Any]]:
+    """The configurations tried for a family: its search space with fixed params applied.
+
+    `--param NAME=VALUE` fixes NAME for every family whose defaults have it; `family.NAME`
+    fixes it for one family. Duplicates after fixing are dropped, so a fully fixed family
+    is fitted once.
+    """
+    fixed = _fixed_params(family, options.params)
+    space = _search_space(family, options.search_budget, options.seed)
+    out: list[dict[str, Any]] = []
+    for params in space:
+        merged = {**params, **fixed}
+        if merged not in out:
+            out.append(merged)
+    return out
+
+
+def _fixed_params(family: str, params: dict[str, Any]) -> dict[str, Any]:
+    defaults = make(family).params
+    fixed = {}
+    for name, value in params.items():
+        scope, _, key = name.rpartition(".")
+        if scope == family or (not scope and key in defaults):
+            fixed[key] = value
+    return fixed
+
+
+def _search_space(family: str, budget: int, seed: int) -> list[dict[str, Any]]:
+    import importlib
+
+    try:
+        search = importlib.import_module("recloop.training.search")
+    except ImportError:  # the search module is optional: each family's defaults then
+        return [{}]
+    space = getattr(search, "candidates", None)
+    if space is None:
+        return [{}]
+    configs: list[dict[str, Any]] = space(family, budget=budget, seed=seed)
+    return configs or [{}]
+
+
+def resolve_window(lake: Lake, options: TrainOptions) -> Window:
+    """The run's window and split points; until defaults to the newest partition's end."""
+    since = _as_utc(options.since)
+    until = _as_utc(options.until)
+    if until is None:
+        keys = lake.event_keys(since, None)
+        if not keys:
+            raise TrainError(f"the lake {lake.uri} has no events in the window")
+        until = _partition_end(keys[-1])
+    holdout_start = until - timedelta(days=options.holdout_days)
+    validation_start = holdout_start - timedelta(days=options.validation_days)
+    if since is not None and validation_start <= since:
+        raise TrainError(
+            f"window {since.isoformat()} .. {until.isoformat()} is too short for "
+            f"{options.validation_days} validation + {options.holdout_days} holdout days"
+        )
+    return Window(since, validation_start, holdout_start, until)
+
+
+def _as_utc(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise TrainError(f"{value!r} is not an ISO date or time") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _partition_end(key: str) -> datetime:
+    # events/dt=YYYY-MM-DD/hour=HH/<name>.parquet: the hour after the partition's start
+    day, hour = (part.split("=", 1)[1] for part in key.split("/")[1:3])
+    return datetime.fromisoformat(f"{day}T{hour}:00:00+00:00") + timedelta(hours=1)
+
+
+def _fit(family: str, params: dict[str, Any], data: ds.InteractionData) -> Recommender:
+    if data.nnz == 0:
+        raise TrainError("no interactions to fit on")
+    return make(family, **params).fit(data.matrix, data.ages)
+
+
+def _evaluate(
+    model: Recommender,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    options: TrainOptions,
+    baseline: bool = False,
+    users: np.ndarray | None = None,
+) -> EvalResult:
+    if users is None and not np.diff(test.indptr).any():
+        raise TrainError("no user of the training window clicked in the evaluation window")
+    return evaluate(
+        model,
+        train,
+        test,
+        k=options.k,
+        users=users,
+        max_users=None if users is not None else options.eval_users,
+        seed=options.seed,
+        baseline=baseline,
+    )
+
+
+def _search(
+    candidates: dict[str, list[dict[str, Any]]],
+    train: ds.InteractionData,
+    test: sp.csr_matrix,
+    options: TrainOptions,
+    say: Progress,
+) -> list[Trial]:
+    import time
+
+    total = sum(len(c) for c in candidates.values())
+    trials: list[Trial] = []
+    for family, configs in candidates.items():
+        for params in configs:
+            say(f"search: {family}", len(trials), total)
+            trial = Trial(family, params)
+            start = time.perf_counter()
+            try:
+                model = _fit(family, params, train)
+                trial.fit_seconds = time.perf_counter() - start
+                trial.metrics = _evaluate(model, train.matrix, test, options).metrics
+            except ModelError as exc:  # one family failing (EASE on a huge catalog) is a row
+                trial.error = str(exc)
+                log.warning("search: %s %s failed: %s", family, params, exc)
+            trials.append(trial)
+    say("search", total, total)
+    return trials
+
+
+def _best(trials: list[Trial], metric: str) -> tuple[str, dict[str, Any]]:
+    scored = [
+        t for t in trials if t.error is None and math.isfinite(t.metrics.get(metric, math.nan))
+    ]
+    if not scored:
+        errors = "; ".join(f"{t.family}: {t.error}" for t in trials)
+        raise TrainError(f"every configuration failed: {errors}")
+    best = max(scored, key=lambda t: t.metrics[metric])  # the first of equals wins: stable
+    return best.family, best.params
+
+
+def _gate(
+    challenger: EvalResult,
+    train: ds.InteractionData,
+    holdout: sp.csr_matrix,
+    registry: ModelRegistry,
+    champion: ModelVersion | None,
+    options: TrainOptions,
+    window: Window,
+) -> tuple[GateDecision, dict[str, float]]:
+    context: dict[str, Any] = {
+        "holdout": {"start": window.holdout_start.isoformat(), "end": window.until.isoformat()}
+    }
+    if champion is None:
+        assert challenger.baseline is not None
+        context["champion_version"] = None
+        return decide(challenger, challenger.baseline, "popularity", options.gate, context), {}
+    with tempfile.TemporaryDirectory(prefix="recloop-champion-") as tmp:
+        folder = registry.download(champion.version, Path(tmp) / champion.version)
+        bundle = ModelBundle.load(folder)
+        adapted = BundleOnItems(bundle, train.item_ids)
+        result = _evaluate(adapted, train.matrix, holdout, options, users=challenger.users)
+    context["champion_version"] = champion.version
+    name = f"champion v{champion.version}"
+    return decide(challenger, result, name, options.gate, context), result.metrics
+
+
+def _write_bundle(
+    model: Recommender,
+    data: ds.InteractionData,
+    family: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    run: Run,
+    window: Window,
+    bundle_dir: Path | None,
+) -> Path:
+    folder = bundle_dir or Path(tempfile.mkdtemp(prefix="recloop-bundle-")) / "bundle"
+    popularity = np.diff(sp.csc_matrix(data.matrix > 0).indptr).astype(np.float32)
+    snapshot = data.snapshot
+    bundle = ModelBundle(
+        model=model,
+        item_ids=data.item_ids,
+        user_ids=data.user_ids,
+        item_popularity=popularity,
+        meta=BundleMeta(
+            family=family,
+            params=dict(model.params),
+            train_start=window.since.isoformat() if window.since else None,
+            train_end=window.until.isoformat(),
+            snapshot_digest=snapshot.digest if snapshot else "",
+            snapshot_rows=snapshot.rows if snapshot else data.events_read,
+            metrics=metrics,
+            run_id=run.run_id,
+            extra={"dataset": data.config.to_dict(), "chosen_params": params},
+        ),
+        history=data.matrix,
+    )
+    return bundle.save(folder)
+
+
+# ---- reproduction ------------------------------------------------------------------------------
+
+
+class ManifestStore:
+    """A read-only view of a store showing only a snapshot's objects, each checked on read.
+
+    Reproducing a run through it reads exactly the objects the run read: events that arrived
+    later in the same window are invisible, and a changed object is an error, not a silent drift.
+    """
+
+    def __init__(self, store: ObjectStore, manifest: dict[str, Any]) -> None:
+        self.inner = store
+        self.uri = store.uri
+        self.entries = {o["key"]: o for o in manifest.get("objects", [])}
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        raise TrainError("a reproduction never writes to the lake")
+
+    def get(self, key: str) -> bytes:
+        import hashlib
+
+        from recloop.errors import LakeError
+
+        entry = self.entries.get(key)
+        if entry is None:
+            raise LakeError(f"{key!r} is not in the run's snapshot")
+        data = self.inner.get(key)
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise LakeError(f"{key!r} changed since the run (checksum differs)")
+        return data
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        for key in sorted(self.entries):
+            if key.startswith(prefix):
+                yield ObjectInfo(key, int(self.entries[key]["size"]))
+
+
+@dataclass
+class Reproduction:
+    """A recorded run's metrics beside a fresh run's, from the same config and objects."""
+
+    run_id: str
+    recorded: dict[str, float]
+    reproduced: dict[str, float]
+    new_run_id: str
+
+    @property
+    def max_abs_diff(self) -> float:
+        keys = set(self.recorded) & set(self.reproduced)
+        return max((abs(self.recorded[k] - self.reproduced[k]) for k in keys), default=math.inf)
+
+    def matches(self, tolerance: float = 1e-9) -> bool:
+        return bool(set(self.recorded)) and self.max_abs_diff <= tolerance
+
+
+def reproduce(
+    run_id: str,
+    tracker: RunTracker,
+    registry: ModelRegistry,
+    lake: Lake | None = None,
+    progress: Progress | None = None,
+) -> Reproduction:
+    """Re-run a recorded run from its config on exactly its lake objects; nothing is registered.
+
+    The champion the run was gated against may have changed since, so the reproduction gates
+    against popularity and registers nothing; what is compared is the holdout metrics.
+    """
+    record = tracker.get(run_id)
+    if record.snapshot is None:
+        raise TrainError(f"run {run_id} recorded no data snapshot")
+    options = replace(TrainOptions.from_dict(record.config), register=False)
+    window = record.results.get("window", {})
+    options = replace(options, since=window.get("since"), until=window.get("until"))
+    source = lake or Lake.from_uri(record.snapshot["lake_uri"])
+    pinned = Lake(ManifestStore(source.store, record.snapshot))
+    result = train(
+        options, pinned, registry, tracker, progress=progress, kind="reproduce", use_champion=False
+    )
+    prefix = "holdout."
+    recorded = {k[len(prefix) :]: v for k, v in record.metrics.items() if k.startswith(prefix)}
+    return Reproduction(run_id, recorded, result.holdout, result.run.run_id)
