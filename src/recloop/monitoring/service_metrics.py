@@ -176,7 +176,7 @@ class ServiceMetricsLog:
 
 
 def service_series(snapshots: Sequence[ServiceSnapshot], freq: str = "1min") -> pd.DataFrame:
-    """Snapshots merged into time buckets (by interval end), across instances.
+    """Snapshots merged into time buckets (by interval start), across instances.
 
     Columns: bucket, requests, errors, error_rate, degraded, p50_ms, p90_ms, p99_ms.
     """
@@ -187,7 +187,7 @@ def service_series(snapshots: Sequence[ServiceSnapshot], freq: str = "1min") -> 
     width = len(LATENCY_BOUNDS_MS) + 1
     frame = pd.DataFrame(
         {
-            "bucket": pd.to_datetime([s.end for s in snapshots], utc=True).floor(freq),
+            "bucket": pd.to_datetime([s.start for s in snapshots], utc=True).floor(freq),
             "requests": [s.requests for s in snapshots],
             "errors": [s.errors for s in snapshots],
             "degraded": [s.degraded for s in snapshots],
