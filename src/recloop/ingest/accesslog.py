@@ -88,6 +88,6 @@ def parse_access_log(line: str) -> AccessLog | None:
         path=request[1],
         status=int(m["status"]),
         referrer=_blank(m["referrer"]),
-        agent=m["agent"] or "",
+        agent=_blank(m["agent"]) or "",
         raw=line,
     )

@@ -1,0 +1,99 @@
+"""`recloop ingest`: summary table, --json on the last line, stdin, errors as exit code 2."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from recloop.cli import app
+from recloop.lake import Lake
+
+RECENT = datetime.now(UTC) - timedelta(hours=2)
+LOG_TIME = RECENT.strftime("%d/%b/%Y:%H:%M:%S +0000")
+UA = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) Safari/605.1.15"
+
+
+def weblog(tmp_path: Path) -> Path:
+    lines = [
+        json.dumps(
+            {
+                "event_id": "t1",
+                "event_type": "view",
+                "timestamp": RECENT.isoformat(),
+                "user_id": "u1",
+                "item_id": "i1",
+            }
+        ),
+        json.dumps(
+            {
+                "@timestamp": RECENT.isoformat(),
+                "message": f'192.0.2.1 - - [{LOG_TIME}] "GET /items/9 HTTP/1.1" 200 10 "-" "{UA}"',
+            }
+        ),
+        f'192.0.2.2 - - [{LOG_TIME}] "GET /items/8 HTTP/1.1" 200 10 "-" "{UA}"',
+        f'192.0.2.3 - - [{LOG_TIME}] "GET /app.js HTTP/1.1" 200 10 "-" "{UA}"',
+        f'192.0.2.4 - - [{LOG_TIME}] "GET /items/8 HTTP/1.1" 200 10 "-" "SemrushBot/7"',
+        '{"event_id": "broken"',
+        json.dumps(
+            {
+                "event_id": "t1",
+                "event_type": "view",
+                "timestamp": RECENT.isoformat(),
+                "user_id": "u1",
+                "item_id": "i1",
+            }
+        ),
+    ]
+    path = tmp_path / "access.log"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+EXPECTED = {
+    "received": 7,
+    "written": 3,
+    "filtered": {"bot": 1, "static_asset": 1},
+    "quarantined": {"malformed_json": 1},
+    "duplicates": 1,
+}
+
+
+def test_json_summary_is_the_last_stdout_line_with_exactly_the_keys(
+    tmp_path: Path, lake_uri: str
+) -> None:
+    result = CliRunner().invoke(
+        app, ["ingest", str(weblog(tmp_path)), "--json", "--lake-uri", lake_uri]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == EXPECTED
+    assert Lake.from_uri(lake_uri).read_events()[0].num_rows == 3
+
+
+def test_stdin_and_the_default_lake_from_settings(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    lake_uri = (tmp_path / "env-lake").as_uri()
+    monkeypatch.setenv("RECLOOP_LAKE_URI", lake_uri)
+    from recloop.config import get_settings
+
+    get_settings.cache_clear()
+    text = weblog(tmp_path).read_text()
+    result = CliRunner().invoke(app, ["ingest", "-", "--json"], input=text)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["written"] == 3
+    assert Lake.from_uri(lake_uri).read_events()[0].num_rows == 3
+
+
+def test_the_human_summary_lists_reasons(tmp_path: Path, lake_uri: str) -> None:
+    result = CliRunner().invoke(app, ["ingest", str(weblog(tmp_path)), "--lake-uri", lake_uri])
+    assert result.exit_code == 0, result.output
+    for word in ("received", "written", "static_asset", "bot", "malformed_json", "duplicates"):
+        assert word in result.output
+
+
+def test_a_missing_file_is_a_one_line_error_with_exit_code_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "nope.log")])
+    assert result.exit_code == 2
+    assert "nope.log" in result.output
+    assert "Traceback" not in result.output
