@@ -107,20 +107,19 @@ def detect(folder: Path) -> _Variant:
 def _table(path: Path, sep: str, names: list[str], numeric: list[str]) -> pd.DataFrame:
     """A latin-1 file with a fixed number of fields per line, or an error naming the line."""
     text = path.read_bytes().decode("latin-1")
-    if sep == "::":  # the C parser takes one-character separators; a tab never occurs here
-        text = text.replace("::", "\t")
-        sep = "\t"
+    shown = "tab" if sep == "\t" else repr(sep)
     expected = len(names)
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             fields = line.count(sep) + 1
-            if fields != expected:
-                shown = "tab" if sep == "\t" else repr(sep)
+            if fields != expected or (sep == "::" and "\t" in line):
                 raise ImportDataError(
                     f"{path.name} line {number}: expected {expected} {shown}-separated fields, "
                     f"found {fields}: {line[:80]!r}"
                 )
-            break  # the first line decides the format; the parser checks every other line
+    if sep == "::":  # the C parser takes one-character separators; no line holds a tab
+        text = text.replace("::", "\t")
+        sep = "\t"
     try:
         frame = pd.read_csv(
             io.StringIO(text),
