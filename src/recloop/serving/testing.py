@@ -8,6 +8,9 @@ production data takes, at toy size.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import SecretStr
 
 from recloop.serving.features.base import ItemFeatures
 
@@ -147,3 +151,83 @@ def world_settings(world: TinyWorld, **overrides: Any) -> Any:
         **overrides,
     }
     return Settings(**values)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running_server(settings: Any, workers: int = 1, startup_timeout: float = 30.0) -> Iterator[str]:
+    """A real uvicorn server process for `settings` on loopback; yields its base URL.
+
+    Started as `python -m uvicorn` with the settings in RECLOOP_* variables, ready once /readyz
+    answers 200, stopped with SIGTERM (which drains requests in flight) when the block ends.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP_")}
+    for name in sorted(settings.model_fields_set):  # only what the caller set explicitly
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"RECLOOP_{name.upper()}"] = (
+            json.dumps(list(value)) if isinstance(value, list | tuple) else str(value)
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "recloop.serving.app:app_from_env",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    proc = subprocess.Popen(cmd, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            try:
+                if httpx.get(url + "/readyz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not become ready")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
