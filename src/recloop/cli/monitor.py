@@ -1,0 +1,193 @@
+"""`recloop monitor check` and `recloop dashboard`: what on-call runs by hand."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from recloop.cli._common import console, print_json, user_errors
+from recloop.config import Settings, get_settings
+from recloop.errors import ConfigError, RecloopError
+from recloop.lake import Lake
+from recloop.monitoring import AlarmState, ModelInfo, MonitorConfig, MonitorReport, run_checks
+from recloop.monitoring.dashboard import collect_dashboard, latest_data_time, render_dashboard
+from recloop.monitoring.decisions import DecisionLog
+from recloop.monitoring.emf import report_emf
+from recloop.monitoring.service_metrics import ServiceMetricsLog
+
+monitor_app = typer.Typer(
+    help="Engagement, staleness, silence and drift checks.", no_args_is_help=True
+)
+
+_STYLE = {AlarmState.ALARM: "bold red", AlarmState.OK: "green", AlarmState.INSUFFICIENT_DATA: "dim"}
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {value!r} is not an ISO 8601 time") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _champion(settings: Settings, known_ids: bool) -> ModelInfo | None:
+    """The registry's champion as ModelInfo, or None when there is none (or no registry)."""
+    from recloop.registry import open_registry
+
+    try:
+        champion = open_registry(settings.registry_uri).champion()
+    except RecloopError as exc:
+        console.print(f"[yellow]registry unavailable ({exc}); inferring the model[/yellow]")
+        return None
+    if champion is None:
+        return None
+    items = users = None
+    if known_ids:
+        from recloop.training.bundle import ModelBundle
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = open_registry(settings.registry_uri).download(champion.version, Path(tmp))
+            bundle = ModelBundle.load(folder, verify=False)
+            items = np.asarray(bundle.item_ids).astype(str)
+            users = np.asarray(bundle.user_ids).astype(str)
+    return ModelInfo(
+        champion.version,
+        trained_at=_when(champion.created_at, "created_at"),
+        promoted_at=_when(champion.decided_at, "decided_at"),
+        known_items=items,
+        known_users=users,
+    )
+
+
+def _model(
+    settings: Settings,
+    version: str | None,
+    trained_at: str | None,
+    promoted_at: str | None,
+    use_registry: bool,
+    known_ids: bool,
+) -> ModelInfo | None:
+    if version is not None:
+        return ModelInfo(
+            version, _when(trained_at, "--trained-at"), _when(promoted_at, "--promoted-at")
+        )
+    return _champion(settings, known_ids) if use_registry else None
+
+
+def _print_report(report: MonitorReport) -> None:
+    table = Table(title=f"monitor at {report.now:%Y-%m-%d %H:%M} UTC, model {report.model_version}")
+    for column in ("detector", "state", "summary"):
+        table.add_column(column)
+    for alarm in report.alarms:
+        style = _STYLE[alarm.state]
+        table.add_row(alarm.detector, f"[{style}]{alarm.state.value}[/{style}]", alarm.summary)
+    console.print(table)
+    for alarm in report.firing:
+        console.print(f"[bold red]{alarm.detector}[/bold red] evidence:")
+        for key, value in alarm.evidence.items():
+            if key == "cusum" and isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k != "path"}
+            console.print(f"  {key}: {value}")
+
+
+@monitor_app.command("check")
+def check(
+    model_version: str | None = typer.Option(None, help="Model to check (default: the champion)."),
+    trained_at: str | None = typer.Option(None, help="ISO time the model was trained."),
+    promoted_at: str | None = typer.Option(None, help="ISO time it went live (its baseline)."),
+    registry: bool = typer.Option(True, help="Ask the registry for the champion."),
+    known_ids: bool = typer.Option(True, help="Load the champion's ids for the drift check."),
+    now: str | None = typer.Option(None, help="Check as of this ISO time (default: now)."),
+    lake_uri: str | None = typer.Option(None, help="Lake URI (default: RECLOOP_LAKE_URI)."),
+    emf: Path | None = typer.Option(None, help="Append CloudWatch EMF lines to this file."),
+    fail_on_alarm: bool = typer.Option(False, help="Exit 1 when any detector fires."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Run every detector and print alarms with their evidence."""
+    with user_errors():
+        settings = get_settings()
+        model = _model(settings, model_version, trained_at, promoted_at, registry, known_ids)
+        report = run_checks(
+            Lake.from_uri(lake_uri or settings.lake_uri),
+            model,
+            _when(now, "--now"),
+            MonitorConfig.from_settings(settings),
+        )
+        if emf is not None:
+            lines = report_emf(report)
+            with emf.open("a", encoding="utf-8") as handle:
+                handle.writelines(line + "\n" for line in lines)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if fail_on_alarm and report.firing:
+        raise typer.Exit(1)
+
+
+def dashboard(
+    out: Path = typer.Option(..., "--out", help="Where to write the HTML page."),
+    hours: float = typer.Option(24.0, help="Range length, ending at --end."),
+    end: str | None = typer.Option(None, help="ISO end of the range (default: newest data)."),
+    start: str | None = typer.Option(None, help="ISO start (overrides --hours)."),
+    freq: str | None = typer.Option(None, help="Bucket width, e.g. 5min, 1h (default: auto)."),
+    checks: bool = typer.Option(True, help="Run the detectors at the range end for the table."),
+    title: str = typer.Option("recloop", help="Page title."),
+    lake_uri: str | None = typer.Option(None, help="Lake URI (default: RECLOOP_LAKE_URI)."),
+    metrics_uri: str | None = typer.Option(None, help="Service-metrics JSON-lines URI."),
+    decisions_uri: str | None = typer.Option(None, help="Decision-log JSON-lines URI."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Write a self-contained HTML dashboard: traffic, latency, errors, events, CTR, decisions."""
+    with user_errors():
+        settings = get_settings()
+        lake = Lake.from_uri(lake_uri or settings.lake_uri)
+        metrics = ServiceMetricsLog(metrics_uri or settings.monitor_service_metrics_uri)
+        decisions = (
+            DecisionLog(decisions_uri) if decisions_uri else DecisionLog.from_settings(settings)
+        )
+        hi = _when(end, "--end") or _newest(lake, metrics, decisions) or datetime.now(UTC)
+        # A range that ends at the newest event should still show that event.
+        hi = hi + timedelta(seconds=1) if end is None else hi
+        lo = _when(start, "--start") or hi - timedelta(hours=hours)
+        config = MonitorConfig.from_settings(settings)
+        report = run_checks(lake, _champion(settings, False), hi, config) if checks else None
+        data = collect_dashboard(
+            lake, metrics, decisions, lo, hi, freq, report, title, config.attribution
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_dashboard(data), encoding="utf-8")
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "start": lo.isoformat(),
+        "end": hi.isoformat(),
+        "freq": data.freq,
+        "service_points": len(data.service),
+        "model_versions": [s["name"] for s in data.ctr],
+        "decisions": len(data.decisions),
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(f"dashboard written to {out} ({lo:%Y-%m-%d %H:%M} .. {hi:%H:%M} UTC)")
+
+
+def _newest(lake: Lake, metrics: ServiceMetricsLog, decisions: DecisionLog) -> datetime | None:
+    snaps = metrics.read()
+    logged = decisions.list(limit=1)
+    return latest_data_time(
+        lake, snaps[-1].end if snaps else None, logged[-1].at if logged else None
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(monitor_app, name="monitor")
+    app.command("dashboard")(dashboard)

@@ -1,0 +1,64 @@
+"""`recloop monitor check`: alarms with evidence, JSON, EMF, exit codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_detectors import NOW
+from test_engagement_synthetic import T0, traffic
+from typer.testing import CliRunner
+
+from recloop.cli import app
+from recloop.lake import Lake
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def dropped_lake(lake_uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    lake = Lake.from_uri(lake_uri)
+    rng = np.random.default_rng(11)
+    lake.write_events(traffic(rng, T0, 435, 10, lambda m: np.where(m < 360, 0.2, 0.11)), "b")
+    monkeypatch.setenv("RECLOOP_REGISTRY_URI", (tmp_path / "empty-registry").as_uri())
+    monkeypatch.setenv("RECLOOP_MONITOR_DRIFT_MIN_EVENTS", "20")
+    return lake_uri
+
+
+def test_check_prints_alarms_with_evidence(dropped_lake: str) -> None:
+    result = runner.invoke(app, ["monitor", "check", "--lake-uri", dropped_lake, "--now",
+                                 NOW.isoformat()])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "engagement_drop" in result.output and "ALARM" in result.output
+    assert "p_value" in result.output and "baseline_window" in result.output
+
+
+def test_check_json_emf_and_fail_on_alarm(dropped_lake: str, tmp_path: Path) -> None:
+    emf = tmp_path / "emf.log"
+    args = ["monitor", "check", "--lake-uri", dropped_lake, "--now", NOW.isoformat(),
+            "--model-version", "v1", "--trained-at", (T0 - timedelta(days=30)).isoformat(),
+            "--emf", str(emf), "--json", "--fail-on-alarm"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["model_version"] == "v1"
+    assert set(payload["firing"]) == {"engagement_drop", "stale_model"}
+    drop = next(a for a in payload["alarms"] if a["detector"] == "engagement_drop")
+    assert drop["evidence"]["p_value"] < 0.01
+    lines = [json.loads(line) for line in emf.read_text().splitlines()]
+    assert any(line.get("CTR") for line in lines)
+    assert {line["detector"] for line in lines if "AlarmState" in line} >= {"engagement_drop"}
+
+
+def test_check_quiet_lake_and_bad_input(lake_uri: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setenv("RECLOOP_REGISTRY_URI", (tmp_path / "reg").as_uri())
+    result = runner.invoke(app, ["monitor", "check", "--lake-uri", lake_uri, "--json"])
+    assert result.exit_code == 0
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["firing"] == ["silent_stream"]
+    bad = runner.invoke(app, ["monitor", "check", "--lake-uri", lake_uri, "--now", "yesterday"])
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output
