@@ -17,7 +17,7 @@ runner = CliRunner()
 def test_dashboard_command_writes_the_page_for_the_newest_data(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lake, metrics, decisions = scenario(tmp_path)
+    lake, metrics, _ = scenario(tmp_path)
     monkeypatch.setenv("RECLOOP_LAKE_URI", lake.uri)
     monkeypatch.setenv("RECLOOP_MONITOR_SERVICE_METRICS_URI", metrics.uri)
     monkeypatch.setenv("RECLOOP_REGISTRY_URI", (tmp_path / "registry").as_uri())
