@@ -186,7 +186,7 @@ def sink_from_uri(settings: Settings, features: FeatureStore) -> EventSink:
         from recloop.lake import Lake
         from recloop.serving.sinks import LakeEventSink
 
-        ingestor = Ingestor(Lake.from_uri(settings.lake_uri), settings, history_sink=features)  # type: ignore[arg-type]
+        ingestor = Ingestor(Lake.from_uri(settings.lake_uri), settings, history_sink=features)
         return LakeEventSink(ingestor, max_queue=size)
     if uri.startswith("kinesis://") and len(uri) > len("kinesis://"):
         import boto3

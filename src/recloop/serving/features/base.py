@@ -66,8 +66,8 @@ class FeatureStore(Protocol):
     # True when a call waits on the network: the API then runs it in a thread with a deadline.
     blocking_io: bool
 
-    def append_history(self, events: Sequence[Event]) -> int:
-        """Record taste events (idempotent by event_id); returns how many were new."""
+    def append_history(self, events: Sequence[Event]) -> None:
+        """Record taste events (idempotent by event_id): the Ingestor's history sink."""
         ...
 
     def recent_history(self, actor_id: str, limit: int = 50) -> list[HistoryEntry]:

@@ -86,7 +86,11 @@ class MongoFeatureStore:
 
     # ---- history ----------------------------------------------------------------------------
 
-    def append_history(self, events: Sequence[Event]) -> int:
+    def append_history(self, events: Sequence[Event]) -> None:
+        self.add_history(events)
+
+    def add_history(self, events: Sequence[Event]) -> int:
+        """append_history, returning how many events were new."""
         docs = [
             {
                 "_id": e.event_id,

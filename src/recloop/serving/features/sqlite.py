@@ -111,7 +111,11 @@ class SQLiteFeatureStore:
 
     # ---- history ----------------------------------------------------------------------------
 
-    def append_history(self, events: Sequence[Event]) -> int:
+    def append_history(self, events: Sequence[Event]) -> None:
+        self.add_history(events)
+
+    def add_history(self, events: Sequence[Event]) -> int:
+        """append_history, returning how many events were new."""
         rows = [
             (e.event_id, e.actor_id, e.item_id, e.event_type.value, as_utc(e.timestamp).timestamp())
             for e in taste_events(events)
