@@ -17,6 +17,7 @@ from recloop.training.dataset import (
     from_lake,
     from_table,
     load_id_maps,
+    split_lake_window,
     stratified_split,
     temporal_split,
     temporal_split_lake,
@@ -160,6 +161,26 @@ def test_temporal_split_on_the_lake(lake_uri: str) -> None:
     train, test = temporal_split_lake(lake, T0, T0 + timedelta(days=1), T0 + timedelta(days=2))
     assert train.nnz == 2
     assert test.toarray().tolist() == [[0.0, 1.0], [0.0, 0.0]]
+
+
+def test_one_scan_gives_train_validation_and_the_full_window(lake_uri: str) -> None:
+    lake = Lake.from_uri(lake_uri)
+    events = [_event(1, "u1", "a"), _event(2, "u2", "b", "view", hours=1)]
+    events += [_event(3, "u1", "b", hours=30), _event(4, "u3", "c", hours=31)]
+    lake.write_events(events_to_table(events), "b1")
+    config = DatasetConfig({"click": 1.0, "view": 1.0}, half_life_days=1.0)
+    split = split_lake_window(lake, T0, T0 + timedelta(days=1), T0 + timedelta(days=2), config)
+    assert split.train.user_ids.tolist() == ["u1", "u2"]
+    assert split.validation.toarray().tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert split.full.user_ids.tolist() == ["u1", "u2", "u3"]
+    assert split.full.nnz == 4
+    # Each matrix decays relative to its own end: a at age 1 day in train, 2 days in full.
+    assert _cell(split.train, "u1", "a") == pytest.approx(0.5)
+    assert _cell(split.full, "u1", "a") == pytest.approx(0.25)
+    assert split.full.snapshot is split.train.snapshot
+    assert len(split.full.snapshot.objects) == 4  # four hour partitions, each read once
+    with pytest.raises(DatasetError, match="inside the window"):
+        split_lake_window(lake, T0, T0 + timedelta(days=3), T0 + timedelta(days=2))
 
 
 def test_stratified_split_is_per_user_seeded_and_disjoint() -> None:

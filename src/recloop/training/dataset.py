@@ -328,6 +328,53 @@ def _decayed(
     return weight * np.exp2(-age_days / config.half_life_days)
 
 
+class _Sink:
+    """One matrix being built from the stream: its time range, config and accumulator."""
+
+    def __init__(self, config: DatasetConfig, lo: datetime | None, hi: datetime) -> None:
+        self.config, self.lo, self.hi = config, lo, hi
+        self.acc = _Accumulator()
+        self._lo_ms = _ms(lo) if lo else None
+        self._hi_ms = _ms(hi)
+
+    def feed(
+        self, actors: np.ndarray, items: np.ndarray, types: np.ndarray, ts: np.ndarray
+    ) -> None:
+        mask = ts < self._hi_ms
+        if self._lo_ms is not None:
+            mask &= ts >= self._lo_ms
+        ts = ts[mask]
+        weight = _weights(types[mask], None, self.config, len(ts))
+        self.acc.add(actors[mask], items[mask], _decayed(weight, ts, self.hi, self.config), ts)
+
+    def finish(self, snapshot: Snapshot) -> InteractionData:
+        return _finish(self.acc, self.config, self.lo, self.hi, snapshot)
+
+
+def _stream(lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink]) -> Snapshot:
+    snapshot = Snapshot(lake.uri, lo.isoformat() if lo else None, hi.isoformat())
+    for table in _dedupe_by_partition(lake, lo, hi, snapshot):
+        actors = pc.coalesce(table.column("user_id"), table.column("visitor_id"))
+        valid = pc.and_(pc.is_valid(actors), pc.is_valid(table.column("item_id")))
+        table = table.append_column("actor", actors).filter(valid)
+        columns = (
+            table.column("actor").to_numpy(zero_copy_only=False),
+            table.column("item_id").to_numpy(zero_copy_only=False),
+            table.column("event_type").to_numpy(zero_copy_only=False),
+            table.column("timestamp").cast(pa.int64()).to_numpy(),
+        )
+        for sink in sinks:
+            sink.feed(*columns)
+    return snapshot
+
+
+def _window_end(lake: Lake, lo: datetime | None, hi: datetime | None) -> datetime:
+    if hi is not None:
+        return hi
+    keys = lake.event_keys(lo, None)
+    return _partition_end(keys[-1]) if keys else datetime.now(UTC).replace(microsecond=0)
+
+
 def from_lake(
     lake: Lake,
     start: datetime | date | str | None,
@@ -339,27 +386,44 @@ def from_lake(
     The returned data carries the Snapshot (every object read, with checksums). When `end` is
     None, the window ends at the end of the newest hour partition in the lake.
     """
+    lo = _as_utc(start)
+    hi = _window_end(lake, lo, _as_utc(end))
+    sink = _Sink(config or DatasetConfig(), lo, hi)
+    return sink.finish(_stream(lake, lo, hi, [sink]))
+
+
+@dataclass
+class WindowSplit:
+    """One scan of a lake window, three matrices.
+
+    train: events in [start, split_at), decayed relative to split_at (fit candidates on it);
+    validation: `test_types` event counts in [split_at, end), aligned to train's id maps;
+    full: every event in [start, end) (refit the chosen configuration on it).
+    """
+
+    train: InteractionData
+    validation: sp.csr_matrix
+    full: InteractionData
+
+
+def split_lake_window(
+    lake: Lake,
+    start: datetime | date | str | None,
+    split_at: datetime | date | str,
+    end: datetime | date | str | None = None,
+    config: DatasetConfig | None = None,
+    test_types: Iterable[str] = ("click",),
+) -> WindowSplit:
+    """Train / validation / full matrices from a single streaming pass over [start, end)."""
     config = config or DatasetConfig()
-    lo, hi = _as_utc(start), _as_utc(end)
-    keys = lake.event_keys(lo, hi)
-    if hi is None:
-        hi = _partition_end(keys[-1]) if keys else datetime.now(UTC).replace(microsecond=0)
-    snapshot = Snapshot(lake.uri, lo.isoformat() if lo else None, hi.isoformat())
-    acc = _Accumulator()
-    for table in _dedupe_by_partition(lake, lo, hi, snapshot):
-        actors = pc.coalesce(table.column("user_id"), table.column("visitor_id"))
-        valid = pc.and_(pc.is_valid(actors), pc.is_valid(table.column("item_id")))
-        table = table.append_column("actor", actors).filter(valid)
-        ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-        types = table.column("event_type").to_numpy(zero_copy_only=False)
-        weight = _decayed(_weights(types, None, config, len(ts)), ts, hi, config)
-        acc.add(
-            table.column("actor").to_numpy(zero_copy_only=False),
-            table.column("item_id").to_numpy(zero_copy_only=False),
-            weight,
-            ts,
-        )
-    return _finish(acc, config, lo, hi, snapshot)
+    lo, at = _as_utc(start), _required(split_at)
+    hi = _window_end(lake, lo, _as_utc(end))
+    if not at < hi or (lo is not None and not lo < at):
+        raise DatasetError(f"split_at {at.isoformat()} must fall inside the window")
+    sinks = [_Sink(config, lo, at), _Sink(_test_config(test_types), at, hi), _Sink(config, lo, hi)]
+    snapshot = _stream(lake, lo, hi, sinks)
+    train, test, full = (sink.finish(snapshot) for sink in sinks)
+    return WindowSplit(train, align(test, train.user_ids, train.item_ids), full)
 
 
 def _partition_end(key: str) -> datetime:
@@ -484,9 +548,8 @@ def temporal_split_lake(
     test_types: Iterable[str] = ("click",),
 ) -> tuple[InteractionData, sp.csr_matrix]:
     """`temporal_split` on the lake: train on [start, split_at), test on [split_at, test_end)."""
-    train = from_lake(lake, start, split_at, config)
-    test = from_lake(lake, split_at, test_end, _test_config(test_types))
-    return train, align(test, train.user_ids, train.item_ids)
+    split = split_lake_window(lake, start, split_at, test_end, config, test_types)
+    return split.train, split.validation
 
 
 def _required(value: datetime | date | str) -> datetime:

@@ -31,6 +31,8 @@ class Recommender(ABC):
     """Base contract: fit / user_vector / score / recommend / save / load."""
 
     family: ClassVar[str]
+    # True for families whose fit needs the ages matrix (recent popularity).
+    needs_ages: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = params

@@ -55,6 +55,7 @@ class RecentPopularity(Popularity):
     """Popularity where each (user, item) counts 2^(-age / half_life_days)."""
 
     family = "popularity_recent"
+    needs_ages = True
 
     def __init__(self, half_life_days: float = 7.0, **params: Any) -> None:
         if not half_life_days > 0:
