@@ -34,7 +34,9 @@ class InProcessCandidates:
             parts = [self._category_scan(model, query)]
         else:
             anchors = query.history[:ANCHORS]
-            near = model.neighbours[anchors]
+            near = np.asarray(model.neighbours[anchors])
+            # Only positively similar neighbours: a small catalogue lists everything otherwise.
+            near = np.where(np.asarray(model.neighbour_scores[anchors]) > 0, near, -1)
             parts = [
                 (near.reshape(-1), Origin.NEIGHBOUR, np.repeat(anchors, near.shape[1])),
             ]
