@@ -1,0 +1,19 @@
+# syntax=docker/dockerfile:1.7
+# recloop Lambda images, one per function: the AWS Lambda Python base image, the recloop
+# package, and lambdas/<FUNCTION>/ in the task root, so that the handler is `handler.handler`.
+# docker build -f docker/lambda.Dockerfile --build-arg FUNCTION=weblog_processor -t ... .
+# (FUNCTION = weblog_processor, monitor or promote; Terraform sets image_config.command.)
+
+FROM public.ecr.aws/lambda/python:3.11
+ARG FUNCTION
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /tmp/recloop
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip install --no-cache-dir "/tmp/recloop[aws]" \
+    && rm -rf /tmp/recloop
+ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
+COPY lambdas/${FUNCTION}/ ${LAMBDA_TASK_ROOT}/
+WORKDIR ${LAMBDA_TASK_ROOT}
+CMD ["handler.handler"]

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1.7
+# recloop training image: a SageMaker bring-your-own container. SageMaker runs
+# `docker run <image> train`; training/train (on PATH from /opt/program) hands over to
+# recloop.training.sagemaker, which reads /opt/ml/input/config and the lake and writes the
+# model bundle to /opt/ml/model.
+# CPU:  docker build -f docker/training.Dockerfile -t recloop-training:cpu .
+# GPU:  docker build -f docker/training.Dockerfile --build-arg VARIANT=gpu -t recloop-training:gpu .
+# The GPU variant is for ml.g* instances: implicit's manylinux wheel already carries its CUDA
+# build and enables it once the rmm-cu13 package imports (docker/requirements-gpu.txt pins it).
+# The NVIDIA driver comes from the SageMaker host.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG VARIANT=cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY docker/requirements-gpu.txt ./requirements-gpu.txt
+RUN pip install --no-cache-dir "/src[aws]" \
+    && if [ "${VARIANT}" = "gpu" ]; then pip install --no-cache-dir -r requirements-gpu.txt; fi
+
+FROM ${PYTHON_IMAGE} AS runtime
+ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
+COPY --from=build /opt/venv /opt/venv
+COPY --chmod=0755 training/ /opt/program/
+ENV PATH=/opt/program:/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# SageMaker mounts /opt/ml owned by root and runs the container as root; no USER here.
+WORKDIR /opt/program
