@@ -137,12 +137,19 @@ def decode_record(raw: bytes, max_bytes: int) -> list[Unit]:
     stripped = text.strip()
     if not stripped:
         return [Rejected("empty", "no content", raw)]
-    if stripped[0] in "{[":
+    if "\n" not in stripped:
+        if stripped[0] not in "{[":
+            return [Candidate(Kind.LINE, stripped, stripped)]
         try:
-            obj = orjson.loads(stripped)
+            return _from_json(orjson.loads(stripped), stripped)
         except orjson.JSONDecodeError as exc:
-            if "\n" not in stripped:
-                return [Rejected("malformed_json", str(exc)[:200], raw)]
-        else:
-            return _from_json(obj, stripped)
-    return [decode_line(line) for line in (s.strip() for s in stripped.splitlines()) if line]
+            return [Rejected("malformed_json", str(exc)[:200], raw)]
+    units = [decode_line(line) for line in (s.strip() for s in stripped.splitlines()) if line]
+    first = units[0]
+    if isinstance(first, Rejected) and first.reason == "malformed_json":
+        # NDJSON is the common case; a JSON document spread over lines is the exception
+        try:
+            return _from_json(orjson.loads(stripped), stripped)
+        except orjson.JSONDecodeError:
+            pass
+    return units
