@@ -1,0 +1,246 @@
+"""Unit behaviour of serving's parts: ranking rules, the circuit breaker, the IVF index, sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from recloop.events import Event
+from recloop.serving.candidates.base import Origin, merge
+from recloop.serving.candidates.ivf import build_ivf, neighbour_lists
+from recloop.serving.errors import BackendError, SinkFullError
+from recloop.serving.features.base import ItemFeatures
+from recloop.serving.ranking import RankingRules, Scored, rank
+from recloop.serving.resilience import BreakerState, CircuitBreaker, Guard
+from recloop.serving.sinks import KinesisEventSink, QueuedSink
+
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def meta(item: str, cat: str, available: bool = True, age_days: float = 400) -> ItemFeatures:
+    return ItemFeatures(item, item.upper(), (cat,), available, NOW - timedelta(days=age_days))
+
+
+# ---- ranking ---------------------------------------------------------------------------------
+
+
+def test_rank_excludes_seen_and_unavailable() -> None:
+    scored = [Scored(i, 10 - n, Origin.VECTOR) for n, i in enumerate("abcd")]
+    metadata = {"a": meta("a", "x"), "b": meta("b", "x", available=False), "c": meta("c", "y")}
+    ids = [r.item_id for r in rank(scored, metadata, 10, NOW, seen=frozenset({"a"}))]
+    assert ids == ["c", "d"]  # d has no metadata: kept, as available
+
+
+def test_freshness_boost_lifts_a_new_item_and_says_so() -> None:
+    scored = [Scored("old", 1.0, Origin.POPULAR), Scored("new", 0.95, Origin.POPULAR)]
+    scored += [Scored("low", 0.0, Origin.POPULAR)]
+    metadata = {
+        "old": meta("old", "x"),
+        "new": meta("new", "y", age_days=0.5),
+        "low": meta("low", "z"),
+    }
+    ranked = rank(scored, metadata, 3, NOW)
+    assert [r.item_id for r in ranked][:2] == ["new", "old"]
+    assert ranked[0].reason == "new this week"
+    no_boost = rank(scored, metadata, 3, NOW, RankingRules(freshness_boost=0.0))
+    assert no_boost[0].item_id == "old"
+
+
+def test_diversity_cap_defers_a_dominant_category() -> None:
+    scored = [Scored(f"x{i}", 10.0 - i, Origin.VECTOR) for i in range(6)]
+    scored += [Scored("y0", 1.0, Origin.VECTOR), Scored("z0", 0.5, Origin.VECTOR)]
+    metadata = {s.item_id: meta(s.item_id, s.item_id[0]) for s in scored}
+    ids = [r.item_id for r in rank(scored, metadata, 5, NOW)]  # cap: 40% of 5 = 2
+    assert ids == ["x0", "x1", "y0", "z0", "x2"]  # x2 fills in only because nothing else is left
+
+
+def test_reason_names_the_history_item() -> None:
+    scored = [Scored("b", 1.0, Origin.NEIGHBOUR, anchor_id="a")]
+    ranked = rank(scored, {"a": meta("a", "x"), "b": meta("b", "x")}, 1, NOW)
+    assert ranked[0].reason == "similar to A"
+
+
+def test_category_filter_keeps_only_that_category() -> None:
+    scored = [Scored("a", 2.0, Origin.VECTOR), Scored("b", 1.0, Origin.VECTOR)]
+    ranked = rank(scored, {"a": meta("a", "x"), "b": meta("b", "y")}, 5, NOW, category="y")
+    assert [r.item_id for r in ranked] == ["b"]
+
+
+# ---- candidates helpers ----------------------------------------------------------------------
+
+
+def test_merge_keeps_first_origin_and_drops_padding() -> None:
+    merged = merge(
+        [
+            (np.array([3, -1, 5]), Origin.NEIGHBOUR, np.array([9, 9, 9])),
+            (np.array([5, 7]), Origin.POPULAR, None),
+        ],
+        limit=10,
+    )
+    assert merged.items.tolist() == [3, 5, 7]
+    assert merged.origin.tolist() == [Origin.NEIGHBOUR, Origin.NEIGHBOUR, Origin.POPULAR]
+    assert merged.anchor.tolist() == [9, 9, -1]
+
+
+def test_ivf_neighbours_are_exact_on_a_small_catalogue() -> None:
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids, sims = neighbour_lists(unit, build_ivf(unit), 5)
+    exact = unit @ unit.T
+    np.fill_diagonal(exact, -np.inf)
+    assert ids.tolist() == np.argsort(-exact, axis=1)[:, :5].tolist()
+    assert np.all(np.diff(sims, axis=1) <= 0)
+
+
+def test_ivf_search_finds_the_best_item_among_lists() -> None:
+    rng = np.random.default_rng(2)
+    # Clustered data: 30 well-separated centres, as factor models produce.
+    centres = rng.standard_normal((30, 16)) * 5
+    vectors = (centres[rng.integers(0, 30, 25_000)] + rng.standard_normal((25_000, 16))).astype(
+        np.float32
+    )
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = build_ivf(unit)
+    assert index.nlist > 1
+    query = vectors[123]
+    found, _ = index.search(vectors, query, 10, nprobe=8)
+    exact = np.argsort(-(vectors @ query))[:10]
+    assert len(set(found.tolist()) & set(exact.tolist())) >= 8
+
+
+# ---- resilience --------------------------------------------------------------------------------
+
+
+def test_breaker_opens_after_failures_and_probes_once_after_reset() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=3, reset_after=5.0, clock=lambda: now[0])
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.failure()
+    assert breaker.state is BreakerState.OPEN and not breaker.allow()
+    now[0] = 5.0
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allow() and not breaker.allow()  # one probe only
+    breaker.failure()  # the probe failed: open again
+    assert breaker.state is BreakerState.OPEN
+    now[0] = 10.0
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_guard_times_out_a_blocking_call() -> None:
+    guard = Guard("slow", timeout_s=0.05, blocking=True)
+    release = threading.Event()
+
+    async def run() -> None:
+        with pytest.raises(BackendError, match="timed out"):
+            await guard.call(release.wait, 2.0)
+
+    start = time.perf_counter()
+    asyncio.run(run())
+    release.set()
+    assert time.perf_counter() - start < 1.0
+
+
+def test_guard_turns_driver_errors_into_backend_errors() -> None:
+    def boom() -> None:
+        raise ConnectionResetError("peer reset")
+
+    with pytest.raises(BackendError, match="ConnectionResetError"):
+        asyncio.run(Guard("db", 0.1, blocking=False).call(boom))
+
+
+# ---- sinks ------------------------------------------------------------------------------------
+
+
+def view(n: int) -> Event:
+    return Event(
+        event_id=f"e{n}",
+        event_type="view",  # type: ignore[arg-type]
+        timestamp=NOW,
+        visitor_id=f"v{n % 7}",
+        item_id=f"i{n}",
+    )
+
+
+class RecordingSink(QueuedSink):
+    def __init__(self, fail_first: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.batches: list[list[str]] = []
+        self.fail_first = fail_first
+
+    def _deliver(self, batch: list[Event]) -> list[Event]:
+        if self.fail_first:
+            self.fail_first -= 1
+            raise OSError("transient")
+        self.batches.append([e.event_id for e in batch])
+        return []
+
+
+def test_queued_sink_batches_retries_and_drains_on_close() -> None:
+    sink = RecordingSink(fail_first=1, batch_size=4, linger_s=0.01, max_queue=100)
+    sink.start()
+    sink.submit([view(n) for n in range(10)])
+    sink.close(timeout=5.0)
+    delivered = [e for batch in sink.batches for e in batch]
+    assert sorted(delivered) == sorted(f"e{n}" for n in range(10))
+    assert max(len(b) for b in sink.batches) <= 4
+
+
+def test_queued_sink_refuses_when_full_instead_of_growing() -> None:
+    sink = RecordingSink(max_queue=3)  # not started: nothing drains
+    sink.submit([view(1), view(2)])
+    with pytest.raises(SinkFullError):
+        sink.submit([view(3), view(4)])
+    assert sink.depth == 2
+
+
+def test_kinesis_sink_puts_records_partitioned_by_actor() -> None:
+    with mock_aws():
+        client = boto3.client("kinesis", region_name="us-east-1")
+        client.create_stream(StreamName="events", ShardCount=1)
+        sink = KinesisEventSink(client, "events", linger_s=0.01)
+        sink.start()
+        sink.submit([view(n) for n in range(12)])
+        assert sink.flush(5.0)
+        sink.close()
+        shard = client.describe_stream(StreamName="events")["StreamDescription"]["Shards"][0]
+        iterator = client.get_shard_iterator(
+            StreamName="events", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records = client.get_records(ShardIterator=iterator)["Records"]
+    assert len(records) == 12 and sink.delivered == 12
+    assert {r["PartitionKey"] for r in records} == {f"v{n}" for n in range(7)}
+    assert Event.model_validate_json(records[0]["Data"]).event_id == "e0"
+
+
+def test_kinesis_sink_retries_only_the_failed_records() -> None:
+    calls: list[int] = []
+
+    class Throttled:
+        def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+            calls.append(len(Records))
+            if len(calls) == 1:  # the first call throttles every other record
+                out = [
+                    {"ErrorCode": "ProvisionedThroughputExceededException"} if i % 2 else {}
+                    for i in range(len(Records))
+                ]
+                return {"FailedRecordCount": len(Records) // 2, "Records": out}
+            return {"FailedRecordCount": 0, "Records": [{} for _ in Records]}
+
+    sink = KinesisEventSink(Throttled(), "events", linger_s=0.01)
+    sink.start()
+    sink.submit([view(n) for n in range(6)])
+    assert sink.flush(5.0)
+    sink.close()
+    assert calls == [6, 3] and sink.delivered == 6 and sink.dropped == 0
