@@ -32,6 +32,7 @@ FAST = TrainOptions(
     params={"factors": 8, "iterations": 4},
     holdout_days=7,
     validation_days=7,
+    search_budget=1,  # the given params only: no search
 )
 
 

@@ -19,6 +19,7 @@ OPTIONS = TrainOptions(
     params={"factors": 8, "iterations": 4, "num_threads": 2},
     holdout_days=7,
     validation_days=7,
+    search_budget=1,  # the given params only: no search
 )
 
 

@@ -35,6 +35,7 @@ from recloop.lake.store import ObjectInfo
 from recloop.registry import ModelRegistry, ModelVersion
 from recloop.registry.gate import BundleOnItems, GateConfig, GateDecision, apply, decide
 from recloop.training import dataset as ds
+from recloop.training import search
 from recloop.training.bundle import BundleMeta, ModelBundle
 from recloop.training.evaluation import EvalResult, evaluate
 from recloop.training.models import FAMILIES, ModelError, Recommender, make
@@ -43,7 +44,6 @@ from recloop.training.window import EventWindow
 
 log = logging.getLogger(__name__)
 
-BASELINE_FAMILY = "popularity"
 # Progress hook: (stage description, units done, units in the stage).
 Progress = Callable[[str, int, int], None]
 
@@ -294,8 +294,9 @@ def _train(
 
 
 def default_families() -> list[str]:
-    """Every family except plain popularity, which is the baseline reported beside."""
-    return [name for name in FAMILIES if name != BASELINE_FAMILY]
+    """The families `recloop train` tries when none are named: every one with a search space
+    (popularity included: if it wins validation, the gate rejects it against itself)."""
+    return list(search.DEFAULT_FAMILIES)
 
 
 def candidate_params(family: str, options: TrainOptions) -> list[dict[str, Any]]:
@@ -305,8 +306,12 @@ def candidate_params(family: str, options: TrainOptions) -> list[dict[str, Any]]
     fixes it for one family. Duplicates after fixing are dropped, so a fully fixed family
     is fitted once.
     """
-    fixed = _fixed_params(family, options.params)
-    space = _search_space(family, options.search_budget, options.seed)
+    # Seeded families get the run's seed unless a --param fixes random_state (as search does).
+    fixed = {
+        **_accepted(family, {"random_state": options.seed}),
+        **_fixed_params(family, options.params),
+    }
+    space = search.candidate_params(family, options.search_budget, options.seed)
     out: list[dict[str, Any]] = []
     for params in space:
         merged = {**params, **fixed}
@@ -325,18 +330,9 @@ def _fixed_params(family: str, params: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
-def _search_space(family: str, budget: int, seed: int) -> list[dict[str, Any]]:
-    import importlib
-
-    try:
-        search = importlib.import_module("recloop.training.search")
-    except ImportError:  # the search module is optional: each family's defaults then
-        return [{}]
-    space = getattr(search, "candidates", None)
-    if space is None:
-        return [{}]
-    configs: list[dict[str, Any]] = space(family, budget=budget, seed=seed)
-    return configs or [{}]
+def _accepted(family: str, params: dict[str, Any]) -> dict[str, Any]:
+    defaults = make(family).params
+    return {name: value for name, value in params.items() if name in defaults}
 
 
 def resolve_window(lake: Lake, options: TrainOptions) -> Window:
