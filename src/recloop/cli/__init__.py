@@ -14,6 +14,7 @@ from recloop.cli import lake as lake_cli
 from recloop.cli import monitor as monitor_cli
 from recloop.cli import serve as serve_cli
 from recloop.cli import sim as sim_cli
+from recloop.cli import train as train_cli
 
 app = typer.Typer(
     name="recloop",
@@ -25,6 +26,7 @@ lake_cli.register(app)
 serve_cli.register(app)
 ingest_cli.register(app)
 sim_cli.register(app)
+train_cli.register(app)
 imports_cli.register(app)
 demo_cli.register(app)
 monitor_cli.register(app)
