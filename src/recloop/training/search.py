@@ -33,8 +33,8 @@ SEARCH_SPACES: dict[str, dict[str, list[Any]]] = {
     "popularity_recent": {"half_life_days": [1.0, 3.0, 7.0, 14.0, 30.0]},
     "als": {
         "factors": [32, 64, 128],
-        "regularization": [0.01, 0.05, 0.1, 0.5, 1.0],
-        "alpha": [1.0, 2.0, 5.0, 10.0, 20.0, 40.0],
+        "regularization": [0.1, 1.0, 5.0, 10.0, 20.0, 50.0],
+        "alpha": [1.0, 2.0, 5.0, 10.0, 20.0],
         "weighting": ["binary", "log"],
     },
     "bpr": {
