@@ -112,9 +112,15 @@ class WeblogProcessor:
         )
 
     def _publish(self, report: IngestReport) -> None:
+        """EMF metrics: totals under the service dimension (dashboard, no-weblogs alarm) and
+        filtered/quarantined counts per reason under service + reason."""
         count = MetricUnit.Count
         self.metrics.add_metric(name="EventsReceived", unit=count, value=report.received)
         self.metrics.add_metric(name="EventsWritten", unit=count, value=report.written)
+        self.metrics.add_metric(name="EventsFiltered", unit=count, value=report.filtered_total)
+        self.metrics.add_metric(
+            name="EventsQuarantined", unit=count, value=report.quarantined_total
+        )
         self.metrics.add_metric(name="EventsDuplicate", unit=count, value=report.duplicates)
         if report.newest_event is not None:
             lag = (datetime.now(UTC) - report.newest_event).total_seconds()
@@ -127,6 +133,7 @@ class WeblogProcessor:
                 with single_metric(
                     name=name, unit=count, value=value, namespace=self.metrics.namespace
                 ) as metric:
+                    metric.add_dimension(name="service", value=SERVICE)
                     metric.add_dimension(name="reason", value=reason)
 
 
@@ -146,3 +153,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _processor is None:
         _processor = WeblogProcessor.from_env()
     return _processor.handle(event, context)
+
+
+handler = lambda_handler  # the image's CMD names handler.handler (terraform/modules/ingest)

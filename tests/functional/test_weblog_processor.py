@@ -108,7 +108,7 @@ def invoke(s3_lake: tuple[Any, Lake]) -> Iterator[Callable[[dict[str, Any]], dic
     weblog.set_processor(weblog.WeblogProcessor(Ingestor(lake, Settings())))
 
     def call(event: dict[str, Any]) -> dict[str, Any]:
-        return weblog.lambda_handler(event, Context())  # type: ignore[no-any-return]
+        return weblog.handler(event, Context())  # type: ignore[no-any-return]
 
     yield call
     weblog.set_processor(None)
@@ -421,19 +421,23 @@ def test_metrics_are_emitted_as_emf_with_reasons(invoke: Any, capsys: Any) -> No
         for line in capsys.readouterr().out.splitlines()
         if line.startswith("{") and "_aws" in line
     ]
-    metrics: dict[tuple[str, str | None], float] = {}
+    metrics: dict[tuple[str, ...], float] = {}
     for blob in blobs:
         for directive in blob["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "recloop"
+            dims = tuple(f"{d}={blob[d]}" for dset in directive["Dimensions"] for d in dset)
             for metric in directive["Metrics"]:
                 value = blob[metric["Name"]]
-                metrics[(metric["Name"], blob.get("reason"))] = (
-                    sum(value) if isinstance(value, list) else value
-                )
-    assert metrics[("EventsReceived", None)] == 5
-    assert metrics[("EventsWritten", None)] == 3
-    assert metrics[("EventsQuarantined", "unsupported_format")] == 1
-    assert metrics[("EventsFiltered", "non_2xx")] == 1
-    assert 0 < metrics[("IngestLagSeconds", None)] < 7 * 3600
+                total = sum(value) if isinstance(value, list) else value
+                metrics[(metric["Name"], *dims)] = total
+    service = "service=weblog_processor"
+    assert metrics[("EventsReceived", service)] == 5
+    assert metrics[("EventsWritten", service)] == 3
+    assert metrics[("EventsFiltered", service)] == 1
+    assert metrics[("EventsQuarantined", service)] == 1
+    assert metrics[("EventsQuarantined", service, "reason=unsupported_format")] == 1
+    assert metrics[("EventsFiltered", service, "reason=non_2xx")] == 1
+    assert 0 < metrics[("IngestLagSeconds", service)] < 7 * 3600
 
 
 @settings(
