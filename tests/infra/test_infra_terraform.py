@@ -456,6 +456,19 @@ def test_eventbridge_runs_the_monitor_on_a_schedule_and_promote_on_training_stat
     assert config.resources("aws_sagemaker_model_package_group")["this"]
 
 
+def test_training_job_prefix_is_the_one_recloops_launcher_uses() -> None:
+    """IAM and the state-change rule match the names recloop.training.sagemaker gives jobs."""
+    import dataclasses
+
+    from recloop.training.sagemaker import LaunchConfig
+
+    default = next(f.default for f in dataclasses.fields(LaunchConfig) if f.name == "base_job_name")
+    config = load(MODULES / "training")
+    assert config.locals()["training_job_prefix"] == default
+    rule = config.resources("aws_cloudwatch_event_rule")["training_state_change"]
+    assert "prefix = local.training_job_prefix" in rule["event_pattern"]
+
+
 # --- monitoring -----------------------------------------------------------------------------------
 
 

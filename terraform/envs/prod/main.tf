@@ -83,7 +83,7 @@ module "training" {
   lake_prefix                = module.datalake.lake_prefix
   registry_prefix            = module.datalake.registry_prefix
   lake_uri                   = module.datalake.lake_uri
-  registry_uri               = module.datalake.registry_uri
+  registry_artifacts_uri     = module.datalake.registry_uri
   lambda_repository_arn      = module.ingest.lambda_repository_arn
   monitor_image_uri          = "${local.lambda_repository}:monitor-${var.image_tag}"
   promote_image_uri          = "${local.lambda_repository}:promote-${var.image_tag}"
@@ -93,8 +93,8 @@ module "training" {
   subnet_ids                 = module.network.private_subnet_ids
   features_uri               = module.stores.features_uri
   features_security_group_id = module.stores.documentdb_security_group_id
-  search_secret_arn          = module.stores.search_secret_arn
-  secrets_kms_key_arn        = module.platform.kms_key_arn
+  candidates_uri             = module.stores.candidates_uri
+  visitor_key                = module.stores.visitor_key
 }
 
 module "serving" {
@@ -123,14 +123,14 @@ module "serving" {
   lake_bucket_arn               = module.datalake.bucket_arn
   lake_kms_key_arn              = module.datalake.kms_key_arn
   registry_prefix               = module.datalake.registry_prefix
-  registry_uri                  = module.datalake.registry_uri
+  registry_artifacts_uri        = module.datalake.registry_uri
   model_package_group_arn       = module.training.model_package_group_arn
   model_package_group_name      = module.training.model_package_group_name
   events_stream_name            = module.ingest.stream_name
   events_producer_policy_arn    = module.ingest.producer_policy_arn
   features_secret_arn           = module.stores.features_secret_arn
   features_security_group_id    = module.stores.documentdb_security_group_id
-  search_secret_arn             = module.stores.search_secret_arn
+  candidates_secret_arn         = module.stores.candidates_secret_arn
   visitor_key_secret_arn        = module.stores.visitor_key_secret_arn
   alarm_topic_arn               = module.platform.alarm_topic_arn
 }

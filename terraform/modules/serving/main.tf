@@ -114,7 +114,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "InjectSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.features_secret_arn, var.search_secret_arn, var.visitor_key_secret_arn]
+    resources = [var.features_secret_arn, var.candidates_secret_arn, var.visitor_key_secret_arn]
   }
 
   statement {
@@ -225,19 +225,20 @@ resource "aws_ecs_task_definition" "this" {
     ]
     environment = [
       { name = "RECLOOP_ENVIRONMENT", value = var.environment },
-      { name = "RECLOOP_REGISTRY_URI", value = var.registry_uri },
-      { name = "RECLOOP_MODEL_PACKAGE_GROUP", value = var.model_package_group_name },
-      { name = "RECLOOP_MODEL_CACHE_DIR", value = "/var/cache/recloop" },
-      { name = "RECLOOP_EVENTS_STREAM", value = var.events_stream_name },
-      { name = "RECLOOP_METRICS_NAMESPACE", value = var.metrics_namespace },
+      { name = "RECLOOP_REGISTRY_URI", value = "sagemaker://${var.model_package_group_name}" },
+      { name = "RECLOOP_REGISTRY_ARTIFACTS_URI", value = var.registry_artifacts_uri },
+      { name = "RECLOOP_MODEL_CACHE_DIR", value = "/var/cache/recloop/models" },
+      { name = "RECLOOP_MONITOR_SERVICE_METRICS_URI", value = "file:///var/cache/recloop/metrics/service.jsonl" },
+      { name = "RECLOOP_EVENTS_URI", value = "kinesis://${var.events_stream_name}" },
+      { name = "RECLOOP_CORS_ORIGINS", value = jsonencode(var.cors_allowed_origins) },
+      { name = "POWERTOOLS_METRICS_NAMESPACE", value = var.metrics_namespace },
+      { name = "POWERTOOLS_SERVICE_NAME", value = "serving" },
       { name = "WEB_CONCURRENCY", value = tostring(var.web_concurrency) },
     ]
     secrets = [
       { name = "RECLOOP_FEATURES_URI", valueFrom = var.features_secret_arn },
+      { name = "RECLOOP_CANDIDATES_URI", valueFrom = var.candidates_secret_arn },
       { name = "RECLOOP_VISITOR_KEY", valueFrom = var.visitor_key_secret_arn },
-      { name = "RECLOOP_SEARCH_URL", valueFrom = "${var.search_secret_arn}:url::" },
-      { name = "RECLOOP_SEARCH_USERNAME", valueFrom = "${var.search_secret_arn}:username::" },
-      { name = "RECLOOP_SEARCH_PASSWORD", valueFrom = "${var.search_secret_arn}:password::" },
     ]
     healthCheck = {
       command     = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]

@@ -155,8 +155,8 @@ variable "registry_prefix" {
   type        = string
 }
 
-variable "registry_uri" {
-  description = "RECLOOP_REGISTRY_URI of the service."
+variable "registry_artifacts_uri" {
+  description = "RECLOOP_REGISTRY_ARTIFACTS_URI: s3:// prefix of the model bundles."
   type        = string
 }
 
@@ -166,7 +166,7 @@ variable "model_package_group_arn" {
 }
 
 variable "model_package_group_name" {
-  description = "Name of the model package group (RECLOOP_MODEL_PACKAGE_GROUP)."
+  description = "Name of the model package group (RECLOOP_REGISTRY_URI = sagemaker://<name>)."
   type        = string
 }
 
@@ -190,8 +190,8 @@ variable "features_security_group_id" {
   type        = string
 }
 
-variable "search_secret_arn" {
-  description = "Secret with the Elasticsearch url, username and password (JSON)."
+variable "candidates_secret_arn" {
+  description = "Secret with RECLOOP_CANDIDATES_URI (Elasticsearch, with credentials)."
   type        = string
 }
 

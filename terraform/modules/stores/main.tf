@@ -195,7 +195,14 @@ locals {
     aws_docdb_cluster.this.port,
     local.documentdb_ca_file,
   )
-  search_url = "https://${ec_deployment.this.alias}.es.${var.elastic_privatelink_domain}"
+  search_host = "${ec_deployment.this.alias}.es.${var.elastic_privatelink_domain}"
+  # recloop's CandidateSource URI; the client reads the credentials from the URL's userinfo.
+  candidates_uri = format(
+    "elasticsearch+https://%s:%s@%s:443",
+    ec_deployment.this.elasticsearch_username,
+    ec_deployment.this.elasticsearch_password,
+    local.search_host,
+  )
 }
 
 resource "aws_secretsmanager_secret_version" "features" {
@@ -203,22 +210,18 @@ resource "aws_secretsmanager_secret_version" "features" {
   secret_string = local.features_uri
 }
 
-resource "aws_secretsmanager_secret" "search" {
+resource "aws_secretsmanager_secret" "candidates" {
   #checkov:skip=CKV2_AWS_57:the elastic user's password is reset through Elastic Cloud (ec_deployment), not by a Secrets Manager rotation Lambda
-  name                    = "${var.name}/search"
-  description             = "Elasticsearch URL (PrivateLink), user and password for the CandidateSource"
+  name                    = "${var.name}/candidates-uri"
+  description             = "RECLOOP_CANDIDATES_URI: Elasticsearch over PrivateLink, with credentials"
   kms_key_id              = var.kms_key_arn
   recovery_window_in_days = 7
   tags                    = var.tags
 }
 
-resource "aws_secretsmanager_secret_version" "search" {
-  secret_id = aws_secretsmanager_secret.search.id
-  secret_string = jsonencode({
-    url      = local.search_url
-    username = ec_deployment.this.elasticsearch_username
-    password = ec_deployment.this.elasticsearch_password
-  })
+resource "aws_secretsmanager_secret_version" "candidates" {
+  secret_id     = aws_secretsmanager_secret.candidates.id
+  secret_string = local.candidates_uri
 }
 
 resource "random_password" "visitor_key" {

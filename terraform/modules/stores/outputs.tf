@@ -19,14 +19,20 @@ output "features_secret_arn" {
   value       = aws_secretsmanager_secret.features.arn
 }
 
-output "search_secret_arn" {
-  description = "Secrets Manager secret holding the Elasticsearch URL, user and password (JSON)."
-  value       = aws_secretsmanager_secret.search.arn
+output "candidates_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_CANDIDATES_URI (Elasticsearch, with credentials)."
+  value       = aws_secretsmanager_secret.candidates.arn
 }
 
-output "search_url" {
-  description = "Elasticsearch URL over PrivateLink (resolvable inside the VPC only)."
-  value       = local.search_url
+output "candidates_uri" {
+  description = "RECLOOP_CANDIDATES_URI (contains the elastic user's password)."
+  value       = local.candidates_uri
+  sensitive   = true
+}
+
+output "search_host" {
+  description = "Elasticsearch host name over PrivateLink (resolvable inside the VPC only)."
+  value       = local.search_host
 }
 
 output "visitor_key" {

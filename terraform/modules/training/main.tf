@@ -10,8 +10,11 @@ data "aws_caller_identity" "current" {}
 locals {
   region     = data.aws_region.current.region
   account_id = data.aws_caller_identity.current.account_id
-  # Training jobs the loop may start or react to: name-prefixed so IAM and the rule can match.
-  training_job_arn_pattern = "arn:aws:sagemaker:${local.region}:${local.account_id}:training-job/${var.name}-*"
+  # Training jobs the loop may start or react to, by name prefix: recloop's launcher names them
+  # <base_job_name>-<timestamp> (recloop.training.sagemaker.LaunchConfig.base_job_name). Keep
+  # dev and prod in separate accounts: both use the same prefix.
+  training_job_prefix      = "recloop-train"
+  training_job_arn_pattern = "arn:aws:sagemaker:${local.region}:${local.account_id}:training-job/${local.training_job_prefix}*"
   monitor_name             = "${var.name}-monitor"
   promote_name             = "${var.name}-promote"
 }
@@ -171,6 +174,23 @@ data "aws_iam_policy_document" "sagemaker" {
       "arn:aws:sagemaker:${local.region}:${local.account_id}:experiment-trial-component/*",
     ]
   }
+
+  # The job registers the model version it trained in the model package group.
+  statement {
+    sid = "RegisterTheModel"
+    actions = [
+      "sagemaker:CreateModelPackage",
+      "sagemaker:DescribeModelPackage",
+      "sagemaker:ListModelPackages",
+      "sagemaker:UpdateModelPackage",
+      "sagemaker:DescribeModelPackageGroup",
+      "sagemaker:AddTags",
+    ]
+    resources = [
+      aws_sagemaker_model_package_group.this.arn,
+      "arn:aws:sagemaker:${local.region}:${local.account_id}:model-package/${aws_sagemaker_model_package_group.this.model_package_group_name}/*",
+    ]
+  }
 }
 
 resource "aws_iam_role_policy" "sagemaker" {
@@ -236,8 +256,14 @@ data "aws_iam_policy_document" "monitor" {
   }
 
   statement {
+    sid       = "WriteTheDecisionLog"
+    actions   = ["s3:PutObject"]
+    resources = ["${var.lake_bucket_arn}/${var.registry_prefix}/decisions/*"]
+  }
+
+  statement {
     sid       = "Keys"
-    actions   = ["kms:Decrypt"]
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.lake_kms_key_arn, var.kms_key_arn]
   }
 
@@ -318,7 +344,7 @@ data "aws_iam_policy_document" "promote" {
   statement {
     sid       = "Keys"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [var.lake_kms_key_arn, var.kms_key_arn, var.secrets_kms_key_arn]
+    resources = [var.lake_kms_key_arn, var.kms_key_arn]
   }
 
   statement {
@@ -344,12 +370,6 @@ data "aws_iam_policy_document" "promote" {
     sid       = "DeadLetters"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.promote_dlq.arn]
-  }
-
-  statement {
-    sid       = "SearchCredentials"
-    actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.search_secret_arn]
   }
 
   statement {
@@ -434,17 +454,20 @@ resource "aws_vpc_security_group_ingress_rule" "documentdb_from_promote" {
 }
 
 locals {
+  # Names follow recloop.config.Settings (RECLOOP_<FIELD>).
   loop_environment = {
-    RECLOOP_ENVIRONMENT            = var.environment
-    RECLOOP_LAKE_URI               = var.lake_uri
-    RECLOOP_REGISTRY_URI           = var.registry_uri
-    RECLOOP_MODEL_PACKAGE_GROUP    = aws_sagemaker_model_package_group.this.model_package_group_name
-    RECLOOP_TRAINING_IMAGE_URI     = "${aws_ecr_repository.this.repository_url}:${var.training_image_tag}"
-    RECLOOP_TRAINING_ROLE_ARN      = aws_iam_role.sagemaker.arn
-    RECLOOP_TRAINING_INSTANCE_TYPE = var.training_instance_type
-    RECLOOP_TRAINING_JOB_PREFIX    = var.name
-    POWERTOOLS_METRICS_NAMESPACE   = var.metrics_namespace
-    POWERTOOLS_LOG_LEVEL           = "INFO"
+    RECLOOP_ENVIRONMENT                  = var.environment
+    RECLOOP_VISITOR_KEY                  = var.visitor_key
+    RECLOOP_LAKE_URI                     = var.lake_uri
+    RECLOOP_REGISTRY_URI                 = "sagemaker://${aws_sagemaker_model_package_group.this.model_package_group_name}"
+    RECLOOP_REGISTRY_ARTIFACTS_URI       = var.registry_artifacts_uri
+    RECLOOP_MONITOR_DECISION_LOG_URI     = "${var.registry_artifacts_uri}/decisions/decisions.jsonl"
+    RECLOOP_SAGEMAKER_ROLE_ARN           = aws_iam_role.sagemaker.arn
+    RECLOOP_SAGEMAKER_TRAINING_IMAGE_URI = "${aws_ecr_repository.this.repository_url}:${var.training_image_tag}"
+    RECLOOP_SAGEMAKER_INSTANCE_TYPE      = var.training_instance_type
+    RECLOOP_SAGEMAKER_OUTPUT_URI         = "${var.registry_artifacts_uri}/jobs"
+    POWERTOOLS_METRICS_NAMESPACE         = var.metrics_namespace
+    POWERTOOLS_LOG_LEVEL                 = "INFO"
   }
 }
 
@@ -507,9 +530,9 @@ resource "aws_lambda_function" "promote" {
 
   environment {
     variables = merge(local.loop_environment, {
-      POWERTOOLS_SERVICE_NAME   = "promote"
-      RECLOOP_FEATURES_URI      = var.features_uri
-      RECLOOP_SEARCH_SECRET_ARN = var.search_secret_arn
+      POWERTOOLS_SERVICE_NAME = "promote"
+      RECLOOP_FEATURES_URI    = var.features_uri
+      RECLOOP_CANDIDATES_URI  = var.candidates_uri
     })
   }
 
@@ -567,7 +590,7 @@ resource "aws_cloudwatch_event_rule" "training_state_change" {
     "detail-type" = ["SageMaker Training Job State Change"]
     detail = {
       TrainingJobStatus = ["Completed", "Failed", "Stopped"]
-      TrainingJobName   = [{ prefix = "${var.name}-" }]
+      TrainingJobName   = [{ prefix = local.training_job_prefix }]
     }
   })
   tags = var.tags

@@ -38,8 +38,8 @@ variable "lake_uri" {
   type        = string
 }
 
-variable "registry_uri" {
-  description = "S3 URI of the registry artifacts (RECLOOP_REGISTRY_URI)."
+variable "registry_artifacts_uri" {
+  description = "RECLOOP_REGISTRY_ARTIFACTS_URI: s3:// prefix of the model bundles (the registry itself is the model package group)."
   type        = string
 }
 
@@ -96,14 +96,16 @@ variable "features_security_group_id" {
   type        = string
 }
 
-variable "search_secret_arn" {
-  description = "Secrets Manager secret holding the Elasticsearch URL and credentials (RECLOOP_SEARCH_SECRET_ARN)."
+variable "visitor_key" {
+  description = "RECLOOP_VISITOR_KEY: recloop refuses the development placeholder outside dev."
   type        = string
+  sensitive   = true
 }
 
-variable "secrets_kms_key_arn" {
-  description = "KMS key of the search secret."
+variable "candidates_uri" {
+  description = "RECLOOP_CANDIDATES_URI (Elasticsearch) the promote Lambda publishes item vectors to."
   type        = string
+  sensitive   = true
 }
 
 variable "metrics_namespace" {
