@@ -1,0 +1,538 @@
+"""The closed-loop demo: a world, the real API on loopback, simulated users, a shift, recovery.
+
+    result = run_demo(DemoConfig.quick(), root)   # ~40 s; DemoConfig() takes a few minutes
+
+1. A seeded world; its first days of behaviour go through the ingest path into the lake, and
+   the items into the feature store.
+2. The loop's first pass finds no champion, trains one (it must beat popularity) and approves it.
+3. The API starts (uvicorn on 127.0.0.1, a free port) and loads the champion.
+4. Simulated users browse (POST /events) and ask for recommendations (GET /recommendations);
+   they click by their latent tastes and post the clicks with the rec_id.
+5. Tastes shift and new content arrives. The loop's passes see the engagement drop, retrain on
+   the latest window, gate the challenger against the champion and approve it; serving
+   hot-swaps; the guard window watches the new champion (with `sabotage`, the challenger has
+   deliberately bad hyperparameters that pass the offline gate: the guard rolls it back).
+6. Traffic stops: the silent-stream alarm fires. The dashboard is written.
+
+Time is compressed: the world runs `speed` times faster than the wall clock (see Timeline).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from recloop.config import Settings
+from recloop.ingest import Ingestor
+from recloop.lake import Lake
+from recloop.loop.controller import GuardConfig, LoopConfig, RetrainLoop, StepResult
+from recloop.loop.errors import LoopError
+from recloop.loop.server import ApiServer
+from recloop.loop.traffic import Timeline, TrafficDriver, TrafficStats, retimed_records
+from recloop.loop.training import TrainSpec
+from recloop.monitoring import ENGAGEMENT_DROP, SILENT_STREAM, Engagement, MonitorConfig
+from recloop.monitoring.decisions import Action, Decision, DecisionLog
+from recloop.registry import registry_from_uri
+from recloop.registry.gate import GateConfig
+from recloop.sim import World, WorldConfig
+from recloop.training.dataset import DatasetConfig
+
+log = logging.getLogger(__name__)
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The world, the pace and the loop's knobs of one demo run (times in wall seconds)."""
+
+    seed: int = 7
+    n_users: int = 800
+    n_items: int = 600
+    history_days: float = 3.0  # world days ingested before the API starts
+    speed: float = 3600.0  # world seconds per wall second: a world day is 24 s
+    k: int = 10
+    requests_per_second: float = 30.0
+    max_ctr: float = 0.25  # the world's click curve (see WorldConfig)
+    sessions_per_day: float = 2.0
+    views_per_session: float = 5.0
+    taste_weight: float = 8.0
+    pre_shift: float = 20.0  # traffic on the first model before tastes shift
+    shift_strength: float = 0.9
+    new_items: int = 200
+    budget: float = 300.0  # the whole run stops by then, done or not
+    after_recovery: float = 15.0  # traffic on the final champion before it stops
+    loop_interval: float = 2.0
+    current: float = 8.0  # the drop detector's current window
+    baseline: float = 12.0
+    attribution: float = 1.0
+    min_impressions: int = 120
+    alpha: float = 0.01
+    min_relative_drop: float = 0.15
+    silence: float = 4.0
+    guard_window: float = 12.0
+    retrain_window: float = 48.0  # wall seconds of data a retrain reads
+    holdout: float = 12.0
+    half_life: float = 8.0
+    sabotage: bool = False
+    family: str = "als"
+    params: dict[str, Any] = field(
+        default_factory=lambda: {"factors": 12, "regularization": 0.2, "iterations": 8}
+    )
+    sabotage_params: dict[str, Any] = field(
+        default_factory=lambda: {"factors": 2, "regularization": 50.0, "iterations": 3}
+    )
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> DemoConfig:
+        """A short run for CI: smaller world, shorter phases (well under a minute)."""
+        base = cls(
+            n_users=500,
+            n_items=400,
+            history_days=2.0,
+            pre_shift=12.0,
+            current=6.0,
+            baseline=8.0,
+            min_impressions=90,
+            guard_window=8.0,
+            retrain_window=48.0,
+            after_recovery=8.0,
+            budget=90.0,
+        )
+        return replace(base, **overrides)
+
+    @classmethod
+    def for_minutes(cls, minutes: float, **overrides: Any) -> DemoConfig:
+        """A run of about `minutes`: the spare time goes to longer phases and more traffic."""
+        scale = max(1.0, minutes / 2.0)
+        base = cls(
+            pre_shift=20.0 * scale,
+            after_recovery=15.0 * scale,
+            budget=minutes * 60.0,
+        )
+        return replace(base, **overrides)
+
+    def monitor(self) -> MonitorConfig:
+        return MonitorConfig(
+            current=timedelta(seconds=self.current),
+            baseline=timedelta(seconds=self.baseline),
+            attribution=timedelta(seconds=self.attribution),
+            min_impressions=self.min_impressions,
+            alpha=self.alpha,
+            min_relative_drop=self.min_relative_drop,
+            silence=timedelta(seconds=self.silence),
+            max_model_age=timedelta(days=7),
+            drift_min_events=200,
+        )
+
+    def train_spec(self, window: float, holdout: float, params: dict[str, Any]) -> TrainSpec:
+        return TrainSpec(
+            family=self.family,
+            params={**params, "random_state": self.seed},
+            window=timedelta(seconds=window),
+            holdout=timedelta(seconds=holdout),
+            dataset=DatasetConfig(half_life_days=self.half_life / DAY),
+            k=self.k,
+            eval_users=2000,
+            seed=self.seed,
+        )
+
+    def loop_config(self) -> LoopConfig:
+        monitor = self.monitor()
+        guard = GuardConfig(
+            window=timedelta(seconds=self.guard_window),
+            min_impressions=self.min_impressions,
+            alpha=self.alpha,
+            min_relative_loss=self.min_relative_drop,
+            reference=timedelta(seconds=self.current),
+        )
+        gate = GateConfig(metric=f"recall@{self.k}", margin=0.01, bootstrap_samples=300)
+        spec = self.train_spec(self.retrain_window, self.holdout, self.params)
+        return LoopConfig(
+            monitor,
+            spec,
+            gate,
+            guard,
+            cooldown=timedelta(seconds=self.current),
+            # Users use up what they like best, so CTR decays slowly under any model: the
+            # demo compares each window with the one just before it.
+            baseline_from_promotion=False,
+            incident_window=timedelta(seconds=self.current * 8),
+        )
+
+
+@dataclass
+class DemoStatus:
+    """What the live summary shows."""
+
+    phase: str
+    elapsed: float
+    champion: str | None
+    stats: TrafficStats
+    decisions: list[Decision]
+    recent_ctr: float = 0.0
+    recent_lists: int = 0
+
+
+@dataclass
+class DemoResult:
+    """The demo's outcome; `summary()` is the --json line."""
+
+    drop_detected: bool
+    drop_detected_after_s: float | None
+    evidence_window_s: float
+    retrains: int
+    promotions: int
+    rollbacks: int
+    silent_stream_alarm: bool
+    ctr_before_shift: float
+    ctr_after_shift: float
+    ctr_recovered: float
+    impressions: dict[str, int]
+    versions: list[str]
+    seconds: float
+    root: str
+    dashboard: str | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def recovery_ratio(self) -> float:
+        return self.ctr_recovered / self.ctr_before_shift if self.ctr_before_shift else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "drop_detected": self.drop_detected,
+            "drop_detected_after_s": self.drop_detected_after_s,
+            "evidence_window_s": self.evidence_window_s,
+            "retrains": self.retrains,
+            "promotions": self.promotions,
+            "rollbacks": self.rollbacks,
+            "silent_stream_alarm": self.silent_stream_alarm,
+            "ctr_before_shift": round(self.ctr_before_shift, 4),
+            "ctr_after_shift": round(self.ctr_after_shift, 4),
+            "ctr_recovered": round(self.ctr_recovered, 4),
+            "recovery_ratio": round(self.recovery_ratio, 4),
+            "impressions": self.impressions,
+            "versions": self.versions,
+            "seconds": round(self.seconds, 1),
+            "root": self.root,
+            "dashboard": self.dashboard,
+        }
+
+
+def demo_settings(root: Path) -> Settings:
+    """Embedded backends under `root`, the registry polled every half second."""
+    return Settings(
+        lake_uri=(root / "lake").as_uri(),
+        registry_uri=(root / "registry").as_uri(),
+        features_uri="sqlite:///" + str(root / "features.db"),
+        model_cache_dir=root / "serving-cache",
+        watch_interval_seconds=0.5,
+        backend_timeout_ms=1000,
+        monitor_decision_log_uri=(root / "decisions.jsonl").as_uri(),
+        monitor_service_metrics_uri=(root / "metrics" / "service.jsonl").as_uri(),
+    )
+
+
+def _item_features(
+    world: World, timeline: Timeline, item_ids: list[str] | None = None
+) -> list[Any]:
+    from recloop.serving.features import ItemFeatures
+
+    cats = world.config.categories
+    wanted = item_ids or world.item_ids
+    out = []
+    for item in wanted:
+        i = world.item_index(item)
+        primary, secondary = int(world.item_primary[i]), int(world.item_secondary[i])
+        published = datetime.fromtimestamp(int(world.publish_s[i]), UTC)
+        out.append(
+            ItemFeatures(
+                item_id=item,
+                title=world.titles[i],
+                categories=(cats[primary],) if secondary < 0 else (cats[primary], cats[secondary]),
+                available=True,
+                published_at=timeline.wall(published),
+            )
+        )
+    return out
+
+
+class Demo:
+    """One run of the demo (see the module docstring); `run()` returns its DemoResult."""
+
+    def __init__(
+        self,
+        config: DemoConfig,
+        root: Path,
+        on_status: Callable[[DemoStatus], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.root = Path(root)
+        self.on_status = on_status or (lambda status: None)
+        self.settings = demo_settings(self.root)
+        self.lake = Lake.from_uri(self.settings.lake_uri)
+        self.registry = registry_from_uri(self.settings.registry_uri)
+        self.decisions = DecisionLog.from_settings(self.settings)
+        self.phase = "setup"
+        self.started = time.monotonic()
+        self.stats = TrafficStats()
+        self._seen: list[Decision] = []
+
+    # ---- the run ----------------------------------------------------------------------------
+
+    def run(self) -> DemoResult:
+        cfg = self.config
+        wall0 = datetime.now(UTC).replace(microsecond=0)
+        timeline = Timeline(wall0, wall0, cfg.speed)
+        world = World(
+            WorldConfig(
+                seed=cfg.seed,
+                start=wall0 - timedelta(days=cfg.history_days),
+                n_users=cfg.n_users,
+                n_items=cfg.n_items,
+                n_visitors=0,
+                n_bots=0,
+                max_ctr=cfg.max_ctr,
+                sessions_per_user_day=cfg.sessions_per_day,
+                views_per_session=cfg.views_per_session,
+                taste_weight=cfg.taste_weight,
+            )
+        )
+        from recloop.serving.features import features_from_uri
+
+        features = features_from_uri(self.settings.features_uri, timeout_ms=1000)
+        features.upsert_items(_item_features(world, timeline))
+        self._status("ingesting history")
+        history = retimed_records(world, world.start, wall0, timeline)
+        Ingestor(self.lake, self.settings, history_sink=features).ingest_events(
+            history, batch_id="demo-history"
+        )
+        features.close()
+        history_wall = cfg.history_days * DAY / cfg.speed
+        loop = self._loop(history_wall)
+        self._status("training the first model")
+        first = loop.step(datetime.now(UTC))
+        if self.registry.champion() is None:
+            raise LoopError(
+                f"the first model was not approved: {[d.detail for d in first.decisions]}"
+            )
+        return self._live(world, timeline, loop)
+
+    def _loop(self, history_wall: float) -> RetrainLoop:
+        cfg = self.config
+        spec = cfg.loop_config().train
+        first = cfg.train_spec(history_wall, history_wall / cfg.history_days, cfg.params)
+        sabotaged = replace(spec, params={**cfg.sabotage_params, "random_state": cfg.seed})
+
+        def spec_for(number: int) -> TrainSpec:
+            if number == 1:
+                return first
+            if cfg.sabotage and number == 2:
+                return sabotaged
+            return spec
+
+        return RetrainLoop(
+            self.lake,
+            self.registry,
+            self.decisions,
+            cfg.loop_config(),
+            cache_dir=self.root / "loop-cache",
+            train_spec_for=spec_for,
+        )
+
+    def _live(self, world: World, timeline: Timeline, loop: RetrainLoop) -> DemoResult:
+        from recloop.serving.app import create_app
+        from recloop.serving.features import features_from_uri
+        from recloop.serving.runtime import build_runtime
+        from recloop.serving.sinks import LakeEventSink
+
+        cfg = self.config
+        settings = self.settings
+        features = features_from_uri(settings.features_uri, settings.backend_timeout_ms)
+        ingestor = Ingestor(self.lake, settings, history_sink=features)
+        # Batches of up to two seconds keep the lake's objects few; the default sink lingers 50 ms.
+        sink = LakeEventSink(ingestor, max_queue=50_000, batch_size=20_000, linger_s=2.0)
+        runtime = build_runtime(settings, features=features, sink=sink)
+        server = ApiServer(create_app(settings, runtime)).start()
+        driver = TrafficDriver(
+            world,
+            server.url,
+            timeline,
+            requests_per_second=cfg.requests_per_second,
+            k=cfg.k,
+            seed=cfg.seed,
+        )
+        self.stats = driver.stats
+        marks: dict[str, datetime] = {}
+        try:
+            marks["traffic"] = datetime.now(UTC)
+            driver.start()
+            self._run_phases(world, timeline, loop, driver, marks)
+        finally:
+            driver.stop()
+            marks["stopped"] = datetime.now(UTC)
+            server.stop()
+        self._status("waiting for the silent-stream alarm")
+        silent = self._await_silence(loop, marks["stopped"])
+        return self._result(marks, silent)
+
+    def _run_phases(
+        self,
+        world: World,
+        timeline: Timeline,
+        loop: RetrainLoop,
+        driver: TrafficDriver,
+        marks: dict[str, datetime],
+    ) -> None:
+        cfg = self.config
+        deadline = self.started + cfg.budget - cfg.silence - 5
+        self.phase = "serving the first model"
+        next_step = time.monotonic() + cfg.loop_interval
+        while time.monotonic() < deadline:
+            now = datetime.now(UTC)
+            elapsed_live = (now - marks["traffic"]).total_seconds()
+            if "shift" not in marks and elapsed_live >= cfg.pre_shift:
+                marks["shift"] = now
+                self.phase = "tastes shifted, new content"
+
+                def shift(world_now: datetime) -> None:
+                    world.shift_tastes(world_now, cfg.shift_strength)
+                    new = world.add_content(cfg.new_items, world_now)
+                    self._publish(world, timeline, new)
+
+                driver.at_next_tick(shift)
+            if time.monotonic() >= next_step:
+                step = loop.step(datetime.now(UTC))
+                next_step = time.monotonic() + cfg.loop_interval
+                self._after_step(step, marks)
+            if (
+                "settled" in marks
+                and (now - marks["settled"]).total_seconds() >= cfg.after_recovery
+            ):
+                return
+            self._status(self.phase)
+            time.sleep(0.2)
+
+    def _publish(self, world: World, timeline: Timeline, item_ids: list[str]) -> None:
+        """New content reaches the feature store (the catalogue feed)."""
+        from recloop.serving.features import features_from_uri
+
+        store = features_from_uri(self.settings.features_uri, timeout_ms=1000)
+        try:
+            store.upsert_items(_item_features(world, timeline, item_ids))
+        finally:
+            store.close()
+
+    def _after_step(self, step: StepResult, marks: dict[str, datetime]) -> None:
+        for decision in step.decisions:
+            self._seen.append(decision)
+            if decision.action is Action.ALARM and decision.trigger == ENGAGEMENT_DROP:
+                marks.setdefault("drop", decision.at)
+                self.phase = "engagement dropped: retraining"
+            elif decision.action is Action.PROMOTE:
+                marks["promoted"] = decision.at
+                marks.pop("settled", None)
+                self.phase = f"v{decision.model_version} promoted: guard window"
+            elif decision.action is Action.REJECT:
+                self.phase = f"v{decision.model_version} rejected by the gate"
+            elif decision.action is Action.ROLLBACK:
+                marks["rolled_back"] = decision.at
+                marks["settled"] = decision.at
+                self.phase = (
+                    f"v{decision.model_version} rolled back to v{decision.previous_version}"
+                )
+            elif decision.action is Action.HOLD and decision.trigger == "guard_window":
+                marks["settled"] = decision.at
+                self.phase = f"v{decision.model_version} passed its guard window"
+
+    def _await_silence(self, loop: RetrainLoop, stopped: datetime) -> bool:
+        cfg = self.config
+        deadline = time.monotonic() + cfg.silence * 3 + 5
+        time.sleep(cfg.silence)
+        while time.monotonic() < deadline:
+            report = loop.step(datetime.now(UTC))
+            self._seen.extend(report.decisions)
+            if any(
+                d.action is Action.ALARM and d.trigger == SILENT_STREAM for d in report.decisions
+            ):
+                return True
+            time.sleep(cfg.loop_interval)
+        return False
+
+    # ---- results ----------------------------------------------------------------------------
+
+    def _result(self, marks: dict[str, datetime], silent: bool) -> DemoResult:
+        cfg = self.config
+        start = marks["traffic"]
+        end = marks["stopped"]
+        engagement = Engagement.from_lake(
+            self.lake, start, end + timedelta(seconds=1), timedelta(seconds=cfg.attribution)
+        )
+        all_decisions = self.decisions.list()
+        promotions = [d for d in all_decisions if d.action is Action.PROMOTE]
+        first_version = promotions[0].model_version if promotions else None
+        shift = marks.get("shift", end)
+        # Serving swaps a little after approval; the first seconds after a change are left out.
+        settle = timedelta(seconds=2)
+        before = engagement.counts(first_version, start + settle, shift)
+        change = marks.get("promoted", end)
+        after = engagement.counts(first_version, shift, change)
+        final = self.registry.champion()
+        last_change = max(
+            [d.at for d in all_decisions if d.action in (Action.PROMOTE, Action.ROLLBACK)],
+            default=start,
+        )
+        recovered = engagement.counts(
+            final.version if final else None, min(last_change + settle, end), end
+        )
+        drop = marks.get("drop")
+        return DemoResult(
+            drop_detected=drop is not None,
+            drop_detected_after_s=round((drop - shift).total_seconds(), 2) if drop else None,
+            evidence_window_s=cfg.current + cfg.attribution + cfg.loop_interval,
+            retrains=sum(1 for d in all_decisions if d.action is Action.RETRAIN) - 1,
+            promotions=len(promotions) - 1,
+            rollbacks=sum(1 for d in all_decisions if d.action is Action.ROLLBACK),
+            silent_stream_alarm=silent,
+            ctr_before_shift=before.ctr,
+            ctr_after_shift=after.ctr,
+            ctr_recovered=recovered.ctr,
+            impressions={v: engagement.counts(v).impressions for v in engagement.versions()},
+            versions=[v.version for v in self.registry.list()],
+            seconds=time.monotonic() - self.started,
+            root=str(self.root),
+            decisions=[d.to_dict() for d in all_decisions],
+        )
+
+    def _status(self, phase: str) -> None:
+        ctr, lists, _ = self.stats.recent_ctr(self.config.current)
+        champion = None
+        try:
+            found = self.registry.champion()
+            champion = found.version if found else None
+        except Exception:  # the live view must never stop the demo
+            log.debug("champion lookup failed", exc_info=True)
+        self.on_status(
+            DemoStatus(
+                phase=phase,
+                elapsed=time.monotonic() - self.started,
+                champion=champion,
+                stats=self.stats,
+                decisions=list(self._seen),
+                recent_ctr=ctr,
+                recent_lists=lists,
+            )
+        )
+
+
+def run_demo(
+    config: DemoConfig, root: Path, on_status: Callable[[DemoStatus], None] | None = None
+) -> DemoResult:
+    """Run the demo under `root` (a fresh folder) and return its result."""
+    return Demo(config, root, on_status).run()
