@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -16,6 +14,7 @@ from recloop.config import Settings, get_settings
 from recloop.errors import ConfigError, RecloopError
 from recloop.lake import Lake
 from recloop.monitoring import AlarmState, ModelInfo, MonitorConfig, MonitorReport, run_checks
+from recloop.monitoring.champion import champion_info
 from recloop.monitoring.dashboard import collect_dashboard, latest_data_time, render_dashboard
 from recloop.monitoring.decisions import DecisionLog
 from recloop.monitoring.emf import report_emf
@@ -43,28 +42,10 @@ def _champion(settings: Settings, known_ids: bool) -> ModelInfo | None:
     from recloop.registry import open_registry
 
     try:
-        champion = open_registry(settings.registry_uri).champion()
+        return champion_info(open_registry(settings.registry_uri), known_ids=known_ids)
     except RecloopError as exc:
         console.print(f"[yellow]registry unavailable ({exc}); inferring the model[/yellow]")
         return None
-    if champion is None:
-        return None
-    items = users = None
-    if known_ids:
-        from recloop.training.bundle import ModelBundle
-
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = open_registry(settings.registry_uri).download(champion.version, Path(tmp))
-            bundle = ModelBundle.load(folder, verify=False)
-            items = np.asarray(bundle.item_ids).astype(str)
-            users = np.asarray(bundle.user_ids).astype(str)
-    return ModelInfo(
-        champion.version,
-        trained_at=_when(champion.created_at, "created_at"),
-        promoted_at=_when(champion.decided_at, "decided_at"),
-        known_items=items,
-        known_users=users,
-    )
 
 
 def _model(
