@@ -36,7 +36,7 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from recloop.config import Settings
-from recloop.errors import TransientStoreError
+from recloop.errors import ConfigError, TransientStoreError
 from recloop.ingest import Ingestor, IngestReport
 from recloop.lake import Lake
 
@@ -84,7 +84,12 @@ class WeblogProcessor:
 
     def ingest(self, event: dict[str, Any]) -> IngestReport:
         """The whole batch through the Ingestor once; objects named from the records' ids."""
-        records = event.get("Records") or []
+        records = event.get("Records")
+        if not isinstance(records, list) or not all(
+            isinstance(r, dict) and r.get("eventSource") == "aws:kinesis" for r in records
+        ):
+            # a miswired trigger must fail loudly, not be "processed" into the quarantine
+            raise ConfigError("weblog_processor expects a Kinesis Data Streams event")
         return self.ingestor.ingest_records(
             ((r.get("eventID", ""), _record_bytes(r)) for r in records),
             batch_id="kinesis",

@@ -463,3 +463,40 @@ def test_gzip_bombs_are_quarantined_as_oversized(invoke: Any, s3_lake: Any) -> N
     assert failures(invoke(kinesis_event([bomb]))) == []
     quarantine = lake.read_quarantine().to_pylist()
     assert [(q["reason"], q["payload"]) for q in quarantine] == [("oversized", bomb)]
+
+
+def test_kpl_aggregated_records_from_logstash_are_unpacked(invoke: Any, s3_lake: Any) -> None:
+    import importlib.util
+
+    pytest.importorskip("google.protobuf")
+    path = Path(__file__).resolve().parents[1] / "unit" / "test_ingest_kpl.py"
+    spec = importlib.util.spec_from_file_location("kpl_builder", path)
+    assert spec is not None and spec.loader is not None
+    builder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(builder)
+
+    logstash = [
+        json.dumps({"@timestamp": NOW.isoformat(), "message": access_line(i)}).encode()
+        for i in range(5)
+    ]
+    event = kinesis_event([builder.aggregate(logstash), builder.aggregate([b"junk"])])
+    assert failures(invoke(event)) == []
+    _, lake = s3_lake
+    assert lake.read_events()[0].num_rows == 5
+    quarantine = lake.read_quarantine().to_pylist()
+    assert [(q["source_id"], q["payload"]) for q in quarantine] == [(f"{SHARD}:{seq(1)}", b"junk")]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "name", ["apiGatewayProxyEvent.json", "eventBridgeEvent.json", "kinesisFirehosePutEvent.json"]
+)
+def test_events_from_a_miswired_trigger_fail_loudly(
+    name: str, aws_event: Callable[[str], dict[str, Any]], invoke: Any, s3_lake: Any
+) -> None:
+    from recloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Kinesis Data Streams"):
+        invoke(aws_event(name))
+    client, _ = s3_lake
+    assert lake_keys(client) == {}

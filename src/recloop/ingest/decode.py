@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from recloop.ingest.kpl import AggregateError, deaggregate, is_aggregate
+
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -118,7 +120,22 @@ def _from_cloudwatch(obj: dict[str, Any], text: str) -> list[Unit]:
 
 
 def decode_record(raw: bytes, max_bytes: int) -> list[Unit]:
-    """All units in one record; never raises on malformed input."""
+    """All units in one record; never raises on malformed input.
+
+    A KPL aggregate (Logstash's kinesis output) is unpacked into its user records first.
+    """
+    if is_aggregate(raw):
+        try:
+            parts = deaggregate(raw)
+        except AggregateError as exc:
+            return [Rejected("malformed_aggregate", str(exc), raw)]
+        if not parts:
+            return [Rejected("empty", "aggregate without records", raw)]
+        return [unit for part in parts for unit in _decode_one(part, max_bytes)]
+    return _decode_one(raw, max_bytes)
+
+
+def _decode_one(raw: bytes, max_bytes: int) -> list[Unit]:
     data = raw
     if raw[:2] == _GZIP_MAGIC:
         try:
