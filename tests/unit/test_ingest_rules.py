@@ -148,3 +148,54 @@ def test_tracker_events_from_bots_are_filtered_and_ips_become_visitor_ids(rules:
     assert shaped["visitor_id"] == rules.visitor_id("192.0.2.5", UA)
     signed_in = rules.tracker_event({"event_id": "e", "ip": "192.0.2.5", "user_id": "u1"})
     assert isinstance(signed_in, dict) and "visitor_id" not in signed_in
+
+
+def test_grok_only_events_get_distinct_stable_ids(rules: Rules) -> None:
+    base = {
+        "@timestamp": "2024-10-10T20:55:36Z",
+        "message": "(parsed upstream)",
+        "clientip": "1.2.3.4",
+        "request": "/items/1",
+        "response": 200,
+        "agent": UA,
+    }
+    ids = set()
+    for ip in ("1.2.3.4", "1.2.3.5"):
+        log = rules.log_from_logstash({**base, "clientip": ip}, "{}")
+        assert not isinstance(log, Rejected)
+        event = rules.view_from_log(log)
+        assert isinstance(event, dict)
+        ids.add(event["event_id"])
+    assert len(ids) == 2
+    again = rules.log_from_logstash(dict(reversed(list(base.items()))), "{}")
+    assert not isinstance(again, Rejected)
+    first = rules.log_from_logstash(base, "{}")
+    assert not isinstance(first, Rejected) and again.raw == first.raw
+
+
+def test_ecs_grok_fields_from_logstash_8_are_read(rules: Rules) -> None:
+    ecs = {
+        "@timestamp": "2024-10-10T20:55:36.000Z",
+        "timestamp": "10/Oct/2024:13:55:36 -0700",
+        "source": {"address": "1.2.3.4"},
+        "url": {"original": "/content/abc"},
+        "http": {
+            "request": {"method": "GET", "referrer": "https://x.test/"},
+            "response": {"status_code": 200},
+            "version": "1.1",
+        },
+        "user_agent": {"original": UA},
+        "agent": {"type": "filebeat"},
+    }
+    log = rules.log_from_logstash(ecs, "{}")
+    assert not isinstance(log, Rejected)
+    assert (log.ip, log.path, log.status, log.referrer, log.agent) == (
+        "1.2.3.4",
+        "/content/abc",
+        200,
+        "https://x.test/",
+        UA,
+    )
+    assert log.timestamp == datetime(2024, 10, 10, 20, 55, 36, tzinfo=UTC)
+    event = rules.view_from_log(log)
+    assert isinstance(event, dict) and event["item_id"] == "abc"

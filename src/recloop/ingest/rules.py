@@ -55,6 +55,14 @@ def _iso_time(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def _dig(obj: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)  # type: ignore[assignment]
+    return obj
+
+
 class Rules:
     """The configured business rules, compiled once per Ingestor."""
 
@@ -126,22 +134,25 @@ class Rules:
             log = parse_access_log(message.strip())
             if log is not None:
                 return log
-        grok = self._from_grok(obj, message if isinstance(message, str) else text)
+        grok = self._from_grok(obj)
         if grok is not None:
             return grok
         return Rejected(
             "unparsable_log", "message is not an access-log line and no grok fields", text.encode()
         )
 
-    def _from_grok(self, obj: dict[str, Any], raw: str) -> AccessLog | None:
-        ip, request, response = obj.get("clientip"), obj.get("request"), obj.get("response")
+    def _from_grok(self, obj: dict[str, Any]) -> AccessLog | None:
+        """Grok's COMBINEDAPACHELOG fields, legacy names or ECS (Logstash 8's default)."""
+        ip = obj.get("clientip", _dig(obj, "source", "address"))
+        request = obj.get("request", _dig(obj, "url", "original"))
+        response = obj.get("response", _dig(obj, "http", "response", "status_code"))
         if not isinstance(ip, str) or not isinstance(request, str) or response is None:
             return None
         try:
             status = int(response)
         except (TypeError, ValueError):
             return None
-        method = obj.get("verb")
+        method = obj.get("verb", _dig(obj, "http", "request", "method"))
         path = request
         if " " in request:  # some patterns capture the whole request line
             split = split_request(request)
@@ -151,16 +162,20 @@ class Rules:
         timestamp = _iso_time(obj.get("timestamp")) or _iso_time(obj.get("@timestamp"))
         if timestamp is None:
             return None
+        referrer = obj.get("referrer", _dig(obj, "http", "request", "referrer"))
+        agent = obj.get("agent")
+        if not isinstance(agent, str):  # ECS: user_agent.original (agent is Beats metadata)
+            agent = _dig(obj, "user_agent", "original")
         return AccessLog(
             ip=ip,
             timestamp=timestamp,
             method=str(method or "GET").upper(),
             path=path,
             status=status,
-            referrer=_unquote(obj.get("referrer")),
-            agent=_unquote(obj.get("agent")) or "",
-            # the message line when there is one, so the event id matches the raw-line path
-            raw=raw if raw else orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode(),
+            referrer=_unquote(referrer),
+            agent=_unquote(agent) or "",
+            # no log line to hash: the whole event, canonically, identifies the request
+            raw=orjson.dumps(obj, option=orjson.OPT_SORT_KEYS, default=str).decode(),
         )
 
     def tracker_event(self, obj: dict[str, Any]) -> dict[str, Any] | Skipped:
