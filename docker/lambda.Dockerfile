@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # recloop Lambda images, one per function: the AWS Lambda Python base image, the recloop
-# package, and lambdas/<FUNCTION>/ in the task root, so that the handler is `handler.handler`.
+# package, and lambdas/<FUNCTION>/ in the task root, so that handler.py imports as `handler`.
 # docker build -f docker/lambda.Dockerfile --build-arg FUNCTION=weblog_processor -t ... .
-# (FUNCTION = weblog_processor, monitor or promote; Terraform sets image_config.command.)
+# (FUNCTION = weblog_processor, monitor or promote; Terraform's image_config.command names the
+# function: handler.handler or handler.lambda_handler. CMD is only the default.)
 
 FROM public.ecr.aws/lambda/python:3.11
 ARG FUNCTION

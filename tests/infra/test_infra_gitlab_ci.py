@@ -6,10 +6,12 @@ shape and that every script, Dockerfile and Terraform output it relies on exists
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,11 @@ def _tool(name: str) -> str:
 
 
 def _pipeline() -> dict[str, Any]:
+    return copy.deepcopy(_parsed())
+
+
+@cache
+def _parsed() -> dict[str, Any]:
     data = YAML(typ="safe").load(CI.read_text())
     assert isinstance(data, dict)
     return data
@@ -56,7 +63,7 @@ def _merge(into: dict[str, Any], other: dict[str, Any]) -> None:
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _merge(into[key], value)
         else:
-            into[key] = value
+            into[key] = copy.deepcopy(value)
 
 
 def _validate(path: Path) -> subprocess.CompletedProcess[str]:

@@ -486,7 +486,7 @@ resource "aws_lambda_function" "monitor" {
   kms_key_arn                    = var.kms_key_arn
 
   image_config {
-    command = ["handler.handler"]
+    command = ["handler.lambda_handler"]
   }
 
   environment {
@@ -525,7 +525,7 @@ resource "aws_lambda_function" "promote" {
   }
 
   image_config {
-    command = ["handler.handler"]
+    command = ["handler.lambda_handler"]
   }
 
   environment {
