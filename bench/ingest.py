@@ -31,12 +31,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "lambdas" / "weblog_processor"))
+from recloop.config import Settings
+from recloop.ingest import Ingestor
+from recloop.lake import Lake
 
-from recloop.config import Settings  # noqa: E402
-from recloop.ingest import Ingestor  # noqa: E402
-from recloop.lake import Lake  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 RECORDS_PER_BATCH = 1_000  # Kinesis records per Lambda invocation
 AGENTS = ("Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", "Mozilla/5.0 (iPhone; Mobile) Safari")
@@ -111,8 +110,19 @@ class Context:
         return 60_000
 
 
+def _load_handler() -> Any:
+    import importlib.util
+
+    path = REPO / "lambdas" / "weblog_processor" / "handler.py"
+    spec = importlib.util.spec_from_file_location("weblog_processor_handler", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_handler(batches: list[dict[str, Any]], lake_dir: Path) -> tuple[float, int]:
-    import handler as weblog
+    weblog = _load_handler()
 
     weblog.logger.setLevel("WARNING")  # one INFO line per batch is noise here
     processor = weblog.WeblogProcessor(Ingestor(Lake.from_uri(lake_dir.as_uri()), Settings()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import importlib.util
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -24,8 +25,13 @@ from recloop.config import Settings
 from recloop.ingest import Ingestor
 from recloop.lake import Lake
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lambdas" / "weblog_processor"))
-import handler as weblog
+HANDLER = Path(__file__).resolve().parents[2] / "lambdas" / "weblog_processor" / "handler.py"
+# A module name of its own: every Lambda's file is called handler.py
+_spec = importlib.util.spec_from_file_location("weblog_processor_handler", HANDLER)
+assert _spec is not None and _spec.loader is not None
+weblog = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = weblog
+_spec.loader.exec_module(weblog)
 
 SHARD = "shardId-000000000006"
 NOW = datetime.now(UTC)
@@ -466,8 +472,6 @@ def test_gzip_bombs_are_quarantined_as_oversized(invoke: Any, s3_lake: Any) -> N
 
 
 def test_kpl_aggregated_records_from_logstash_are_unpacked(invoke: Any, s3_lake: Any) -> None:
-    import importlib.util
-
     pytest.importorskip("google.protobuf")
     path = Path(__file__).resolve().parents[1] / "unit" / "test_ingest_kpl.py"
     spec = importlib.util.spec_from_file_location("kpl_builder", path)
