@@ -22,12 +22,12 @@ N_ITEMS = 20
 A = np.arange(10)
 B = np.arange(10, 20)
 
-# Small, fast settings per family; BPR runs single-threaded to be reproducible. The data has
-# rank 2 (two categories): ALS with more factors memorises each user's random picks and, for
-# some seeds, ranks a B item above an unclicked A item, which is a fair answer for its fit.
+# Small, fast settings per family (BPR is single-threaded by default, to be reproducible).
+# The data has rank 2 (two categories): ALS with more factors memorises each user's random
+# picks and, for some seeds, ranks a B item above an unclicked A item, a fair answer for its fit.
 CASES: dict[str, tuple[str, dict[str, Any]]] = {
     "als": ("als", {"factors": 2, "iterations": 15, "regularization": 1.0, "alpha": 10.0}),
-    "bpr": ("bpr", {"factors": 8, "iterations": 200, "num_threads": 1, "regularization": 0.1}),
+    "bpr": ("bpr", {"factors": 8, "iterations": 200, "regularization": 0.1}),
     "itemknn-bm25": ("itemknn", {"similarity": "bm25", "K": 10}),
     "itemknn-cosine": ("itemknn", {"similarity": "cosine", "K": 10}),
     "ease": ("ease", {"l2": 10.0}),

@@ -174,12 +174,17 @@ def load_id_maps(folder: Path) -> IdMaps:
 
 
 class _Accumulator:
-    """Aggregates (user, item, weight, timestamp) rows chunk by chunk: sum weight, max time."""
+    """Aggregates (user, item, weight, timestamp) rows chunk by chunk: sum weight, max time.
+
+    Raw rows are buffered and grouped once the buffer holds as many rows as the aggregate (and
+    at least _MERGE_ROWS), so grouping is amortised and memory stays within a small multiple
+    of the distinct (user, item) pairs.
+    """
 
     def __init__(self) -> None:
         self.users: dict[str, int] = {}
         self.items: dict[str, int] = {}
-        self.pending: list[pd.DataFrame] = []
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.pending_rows = 0
         self.merged: pd.DataFrame | None = None
         self.events = 0
@@ -192,23 +197,27 @@ class _Accumulator:
         if len(users) == 0:
             return
         self.events += len(users)
-        frame = pd.DataFrame(
-            {
-                "u": _encode(users, self.users),
-                "i": _encode(items, self.items),
-                "w": weight.astype(np.float64),
-                "t": ts.astype(np.int64),
-            }
+        self.pending.append(
+            (
+                _encode(users, self.users),
+                _encode(items, self.items),
+                weight.astype(np.float64),
+                ts.astype(np.int64),
+            )
         )
-        self.pending.append(_aggregate(frame))
-        self.pending_rows += len(self.pending[-1])
-        if self.pending_rows >= _MERGE_ROWS:
+        self.pending_rows += len(users)
+        merged_rows = 0 if self.merged is None else len(self.merged)
+        if self.pending_rows >= max(_MERGE_ROWS, merged_rows):
             self._merge()
 
     def _merge(self) -> None:
-        parts = ([self.merged] if self.merged is not None else []) + self.pending
-        if parts:
-            self.merged = _aggregate(pd.concat(parts, ignore_index=True))
+        if not self.pending:
+            return
+        u, i, w, t = (np.concatenate(column) for column in zip(*self.pending, strict=True))
+        frame = pd.DataFrame({"u": u, "i": i, "w": w, "t": t})
+        if self.merged is not None:
+            frame = pd.concat([self.merged, frame], ignore_index=True)
+        self.merged = _aggregate(frame)
         self.pending, self.pending_rows = [], 0
 
     def result(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -237,7 +246,7 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _encode(values: np.ndarray, index: dict[str, int]) -> np.ndarray:
     codes, uniques = pd.factorize(values)
-    lookup = np.empty(len(uniques), dtype=np.int64)
+    lookup = np.empty(len(uniques), dtype=np.int32)
     for n, value in enumerate(uniques):
         lookup[n] = index.setdefault(str(value), len(index))
     return lookup[codes]

@@ -5,7 +5,9 @@ factors, with the last coordinate (implicit keeps the item bias there) set to 1:
 then the mean factor affinity to the history plus the item's bias. On ML-100K this ranks far
 better (nDCG@10 0.43) than BPR's own fitted user factors (0.19) or a least-squares fold-in
 (0.15-0.25), measured with /tmp scripts while building bench/train_quality.py.
-BPR fits with lock-free parallel SGD: results are reproducible for num_threads=1 only.
+BPR fits with lock-free parallel SGD, so results are bit-reproducible with one thread only:
+unlike the other families it defaults to num_threads=1 (set 0 for every core, and accept
+run-to-run differences in the last digits of the metrics).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ BPR_DEFAULTS: dict[str, Any] = {
     "iterations": 100,
     "weighting": "binary",
     "random_state": 0,
-    "num_threads": 0,
+    "num_threads": 1,
 }
 
 
