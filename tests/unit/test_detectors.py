@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -29,6 +30,7 @@ CFG = d.MonitorConfig(
 NOW = T0 + timedelta(hours=7, minutes=15)
 
 
+@functools.lru_cache(maxsize=64)  # the two methods are tested on the same worlds
 def _world(seed: int, base_ctr: float, cur_ctr: float, per_minute: float = 10) -> Engagement:
     rng = np.random.default_rng(seed)
     table = traffic(rng, T0, 435, per_minute, lambda m: np.where(m < 360, base_ctr, cur_ctr))
