@@ -259,10 +259,11 @@ def _tiles(
         {"label": "Events ingested", "value": events, "sub": "in the lake, this range"},
         {"label": "Champion", "value": champion, "format": "text",
          "sub": f"CTR {ctr:.2%} over the range" if ctr is not None else "no impressions"},
-        {"label": "Alarms", "value": len(firing), "tone": "bad" if firing else "ok",
+        {"label": "Alarms firing", "value": len(firing) if report else None,
+         "tone": "bad" if firing else "ok" if report else "",
          "sub": ", ".join(firing) if firing else
-         f"{counts['retrain']} retrains · {counts['promote']} promotions · "
-         f"{counts['rollback']} rollbacks"},
+         f"retrain {counts['retrain']} · promote {counts['promote']} · "
+         f"rollback {counts['rollback']}"},
     ]  # fmt: skip
 
 
