@@ -249,3 +249,22 @@ def test_ingest_file_streams_chunks_with_content_ids_and_reruns_write_nothing(
     rerun = ingestor.ingest_file(path, chunk_size=7)
     assert (rerun.written, rerun.duplicates) == (0, 25)
     assert lake.read_events(dedupe=False)[0].num_rows == 25
+
+
+def test_an_overlong_line_is_quarantined_without_reading_it_whole(
+    lake: Lake, tmp_path: Path
+) -> None:
+    ingestor = Ingestor(lake, Settings(max_record_bytes=1000), clock=clock)
+    path = tmp_path / "long.log"
+    path.write_bytes(
+        (
+            json.dumps(tracker(1)) + "\n" + "y" * 50_000 + "\n" + json.dumps(tracker(2)) + "\n"
+        ).encode()
+    )
+    report = ingestor.ingest_file(path)
+    assert (report.written, report.quarantined) == (2, {"oversized": 1})
+    quarantined = lake.read_quarantine().to_pylist()[0]
+    assert quarantined["source_id"] == "long.log:2"
+    assert len(quarantined["payload"]) == 1001  # cut at the limit, not the 50 kB line
+    rerun = ingestor.ingest_file(path)
+    assert rerun.written == 0

@@ -43,16 +43,41 @@ def open_input(path: str | Path) -> Iterator[BinaryIO]:
         raise InputFileError(f"cannot read {source}: {exc}") from exc
 
 
-def line_chunks(stream: BinaryIO, label: str, chunk_size: int) -> Iterator[LineChunk]:
+def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[bytes, list[bytes]]]:
+    """Lines of at most `limit` + 1 bytes kept, plus every piece read (for the digest).
+
+    A line longer than that is cut (it will be quarantined as oversized) and the rest of it
+    is read and dropped piece by piece, so one huge line cannot exhaust memory.
+    """
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        pieces = [line]
+        if len(line) > limit and not line.endswith(b"\n"):
+            while True:
+                rest = stream.readline(1 << 20)
+                if not rest:
+                    break
+                pieces.append(rest)
+                if rest.endswith(b"\n"):
+                    break
+        yield line, pieces
+
+
+def line_chunks(
+    stream: BinaryIO, label: str, chunk_size: int, max_line_bytes: int = 1 << 20
+) -> Iterator[LineChunk]:
     """Lines in chunks; the batch id hashes the chunk's bytes, so a re-run gets the same ids."""
     if chunk_size < 1:
         raise InputFileError(f"chunk size must be positive, got {chunk_size}")
     records: list[tuple[str, bytes]] = []
     digest = hashlib.sha256()
     size = 0
-    for number, line in enumerate(stream, start=1):
-        digest.update(line)
-        size += len(line)
+    for number, (line, pieces) in enumerate(_bounded_lines(stream, max_line_bytes), start=1):
+        for piece in pieces:
+            digest.update(piece)
+            size += len(piece)
         body = line.rstrip(b"\r\n")
         if body.strip():
             records.append((f"{label}:{number}", body))

@@ -146,7 +146,8 @@ class Ingestor:
         report = IngestReport()
         label = "stdin" if str(path) == "-" else Path(path).name
         with open_input(path) as stream:
-            for chunk in line_chunks(stream, label, chunk_size):
+            limit = self.settings.max_record_bytes
+            for chunk in line_chunks(stream, label, chunk_size, max_line_bytes=limit):
                 part = self.ingest_records(chunk.records, chunk.batch_id, check_age=check_age)
                 report += part
                 if on_chunk is not None:
