@@ -371,7 +371,9 @@ def traffic_drift(
         return Alarm(
             TRAFFIC_DRIFT,
             AlarmState.INSUFFICIENT_DATA,
-            f"{n} interactions, need {config.drift_min_events} and known ids",
+            "the model's known ids are not available"
+            if known_items is None and known_users is None
+            else f"{n} interactions, need {config.drift_min_events}",
             now,
             model_version,
             evidence,
