@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -39,6 +40,7 @@ class AccessLog:
     raw: str
 
 
+@lru_cache(maxsize=4096)  # busy servers log many requests per second: same string, same time
 def parse_clf_time(text: str) -> datetime | None:
     """'10/Oct/2000:13:55:36 -0700' as an aware UTC datetime, or None when malformed."""
     m = _CLF_TIME.match(text.strip())
