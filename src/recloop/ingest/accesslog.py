@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 
 # host ident user [time] "request" status size ["referrer" "agent"]; quoted fields may hold
 # escaped quotes (nginx writes \x22 or \"), so they are matched as escape-aware strings.
