@@ -3,7 +3,8 @@
 # Build from the repository root: docker build -f docker/serving.Dockerfile -t recloop-serving .
 # Runs as a non-root user on a read-only root file system; models are downloaded to, and
 # memory-mapped from, /var/cache/recloop (a task volume), so every uvicorn worker shares the
-# same pages of the model arrays instead of holding a copy each.
+# same pages of the model arrays instead of holding a copy each. Locally, like ECS does:
+#   docker run --read-only --tmpfs /tmp -v recloop-cache:/var/cache/recloop -p 8000:8000 ...
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

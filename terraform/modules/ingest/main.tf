@@ -112,10 +112,23 @@ data "aws_iam_policy_document" "this" {
     }
   }
 
+  # Records that exhaust their retries are written by Lambda, with this role, under
+  # aws/lambda/<mapping id>/<shard>/... in the lake bucket (outside the lake prefix).
   statement {
     sid       = "OnFailureDestination"
     actions   = ["s3:PutObject"]
     resources = ["${var.lake_bucket_arn}/aws/lambda/*"]
+  }
+
+  statement {
+    sid       = "OnFailureDestinationList"
+    actions   = ["s3:ListBucket"]
+    resources = [var.lake_bucket_arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["aws/lambda/*"]
+    }
   }
 
   statement {
