@@ -8,7 +8,6 @@ candidate source never fails the answer: it degrades to the loaded model's popul
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,8 +19,10 @@ import scipy.sparse as sp
 
 from recloop.events import Event, EventType
 from recloop.serving.candidates.base import CandidateQuery, CandidateSource, Origin
+from recloop.serving.candidates.ivf import top_indices
 from recloop.serving.errors import BackendError, ModelNotReadyError, SinkFullError
-from recloop.serving.features.base import FeatureStore, HistoryEntry
+from recloop.serving.features.base import FeatureStore, HistoryEntry, ItemFeatures
+from recloop.serving.features.cache import ItemCache
 from recloop.serving.hotswap import ModelHolder
 from recloop.serving.metrics import ServingMetrics
 from recloop.serving.model import ServedModel
@@ -81,6 +82,7 @@ class RecommendationService:
         self.features_guard = features_guard
         self.candidates_guard = candidates_guard
         self.rules = rules
+        self.item_cache = ItemCache()
 
     def model(self) -> ServedModel:
         model = self.holder.current
@@ -120,9 +122,7 @@ class RecommendationService:
                 )
         wanted = [s.item_id for s in scored[: max(k * _META_FACTOR, 40)]]
         anchors = {s.anchor_id for s in scored if s.anchor_id is not None}
-        metadata = await self._guarded(
-            ctx, self.features_guard, "features", self.features.get_items, wanted + sorted(anchors)
-        )
+        metadata = await self._items(ctx, wanted + sorted(anchors))
         rules = self.rules
         if source == "cold_start":
             rules = replace(rules, freshness_boost=rules.cold_start_freshness_boost)
@@ -152,6 +152,19 @@ class RecommendationService:
         )
         self._impression(result, signed_in)
         return result
+
+    async def _items(self, ctx: _Context, item_ids: list[str]) -> dict[str, ItemFeatures] | None:
+        """Item metadata through the per-worker cache; None when the store failed."""
+        found, missing = self.item_cache.split(item_ids)
+        if missing:
+            fetched = await self._guarded(
+                ctx, self.features_guard, "features", self.features.get_items, missing
+            )
+            if fetched is None:
+                return found or None
+            self.item_cache.store(missing, fetched)
+            found |= fetched
+        return found
 
     def _history(self, actor_id: str) -> list[HistoryEntry]:
         return self.features.recent_history(actor_id, HISTORY_LIMIT)
@@ -185,15 +198,23 @@ class RecommendationService:
             source: Source = "personalised" if found is not None else "popularity_fallback"
             return self._popularity(model, exclude), source
         scores = model.score(vector, found.items)
-        order = np.argsort(-scores, kind="stable")
+        # Only the best few become Scored objects: the rules never look further down.
+        order = top_indices(scores, max(k * _META_FACTOR, 40))
+        ids = model.item_id_list
         return [
             Scored(
-                item_id=model.item_id(int(found.items[i])),
-                score=float(scores[i]),
-                origin=Origin(int(found.origin[i])),
-                anchor_id=model.item_id(int(found.anchor[i])) if found.anchor[i] >= 0 else None,
+                item_id=ids[item],
+                score=score,
+                origin=Origin(origin),
+                anchor_id=ids[anchor] if anchor >= 0 else None,
             )
-            for i in order
+            for item, score, origin, anchor in zip(
+                found.items[order].tolist(),
+                scores[order].tolist(),
+                found.origin[order].tolist(),
+                found.anchor[order].tolist(),
+                strict=True,
+            )
         ], "personalised"
 
     async def _cold_start(self, ctx: _Context, category: str | None) -> list[Scored]:
@@ -219,13 +240,12 @@ class RecommendationService:
             indices = pool[np.argsort(-pop, kind="stable")][:N_CANDIDATES]
         else:
             indices = np.asarray(model.popular)
-        popularity = np.asarray(model.bundle.item_popularity)
+        popularity = np.log1p(np.maximum(np.asarray(model.bundle.item_popularity)[indices], 0.0))
+        ids = model.item_id_list
         return [
-            Scored(
-                model.item_id(int(i)), math.log1p(max(float(popularity[i]), 0.0)), Origin.POPULAR
-            )
-            for i in indices
-            if model.item_id(int(i)) not in exclude
+            Scored(ids[i], score, Origin.POPULAR)
+            for i, score in zip(indices.tolist(), popularity.tolist(), strict=True)
+            if ids[i] not in exclude
         ]
 
     # ---- GET /items/{id}/similar --------------------------------------------------------------
@@ -255,9 +275,7 @@ class RecommendationService:
         if not scored:
             scored = self._popularity(model, {item_id})
         wanted = [s.item_id for s in scored[: k * _META_FACTOR]]
-        metadata = await self._guarded(
-            ctx, self.features_guard, "features", self.features.get_items, [*wanted, item_id]
-        )
+        metadata = await self._items(ctx, [*wanted, item_id])
         items = rank(
             scored[: len(wanted)],
             metadata or {},

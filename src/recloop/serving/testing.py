@@ -85,7 +85,16 @@ def fit_bundle(
 
     matrix, _ = interactions(n_users, n_items, seed)
     defaults: dict[str, Any] = (
-        {"factors": 8, "iterations": 8, "random_state": seed, "num_threads": 1}
+        # Explicit, toy-sized parameters: the family's defaults are tuned for real data.
+        {
+            "factors": 8,
+            "iterations": 8,
+            "regularization": 0.05,
+            "alpha": 2.0,
+            "weighting": "log",
+            "random_state": seed,
+            "num_threads": 1,
+        }
         if family == "als"
         else {}
     )

@@ -40,8 +40,11 @@ class InProcessCandidates:
             parts = [
                 (near.reshape(-1), Origin.NEIGHBOUR, np.repeat(anchors, near.shape[1])),
             ]
+            # The ANN probe only where the lists do not cover the request (short or no history).
+            listed = int(np.count_nonzero(near >= 0))
             if (
-                query.user_vector is not None
+                listed < query.n // 2
+                and query.user_vector is not None
                 and model.ivf is not None
                 and model.item_vectors is not None
             ):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # Catalogues up to this size are scanned exactly; above it, sqrt(n) lists.
-EXACT_UP_TO = 20_000
+EXACT_UP_TO = 4_096
 _KMEANS_ITERATIONS = 8
 _KMEANS_SAMPLE = 50_000
 
@@ -37,9 +37,12 @@ class IVFIndex:
         self, vectors: np.ndarray, query: np.ndarray, k: int, nprobe: int = 8
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k items by inner product for one query vector, among the nprobe nearest lists."""
-        probe = _top(self.centroids @ query, min(nprobe, self.nlist))
-        items = self.members(probe)
-        scores = vectors[items] @ query
+        if self.nlist == 1:  # small catalogue: one exact scan, no gather
+            items = self.order
+            scores = vectors @ query
+        else:
+            items = self.members(_top(self.centroids @ query, min(nprobe, self.nlist)))
+            scores = vectors[items] @ query
         best = _top(scores, min(k, len(items)))
         return items[best], scores[best]
 
@@ -71,7 +74,7 @@ def build_ivf(unit_vectors: np.ndarray, seed: int = 0) -> IVFIndex:
 
 
 def neighbour_lists(
-    unit_vectors: np.ndarray, index: IVFIndex, n: int, nprobe: int = 16
+    unit_vectors: np.ndarray, index: IVFIndex, n: int, nprobe: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each item's n most similar other items (cosine), -1 / -inf padded; list by list."""
     total = len(unit_vectors)
@@ -83,9 +86,14 @@ def neighbour_lists(
         if not len(queries):
             continue
         pool = index.members(_top(centroid_sims[c], min(nprobe, index.nlist)))
-        for chunk in _chunks(queries, 2_048):
-            scores = unit_vectors[chunk] @ unit_vectors[pool].T
-            scores[pool[None, :] == chunk[:, None]] = -np.inf  # an item is not its own neighbour
+        position = np.full(total, -1, dtype=np.int64)
+        position[pool] = np.arange(len(pool))
+        pool_vectors = unit_vectors[pool]
+        for chunk in _chunks(queries, 1_024):
+            scores = unit_vectors[chunk] @ pool_vectors.T
+            own = position[chunk]
+            inside = own >= 0
+            scores[np.flatnonzero(inside), own[inside]] = -np.inf  # not its own neighbour
             k = min(n, len(pool))
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
             top_scores = np.take_along_axis(scores, top, axis=1)
