@@ -120,15 +120,12 @@ data "aws_iam_policy_document" "this" {
     resources = ["${var.lake_bucket_arn}/aws/lambda/*"]
   }
 
+  # Lambda's S3 destination requires ListBucket on the bucket; AWS does not document a prefix
+  # it lists under, so no s3:prefix condition (key names only; reads stay scoped above).
   statement {
     sid       = "OnFailureDestinationList"
     actions   = ["s3:ListBucket"]
     resources = [var.lake_bucket_arn]
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = ["aws/lambda/*"]
-    }
   }
 
   statement {
