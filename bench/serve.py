@@ -218,7 +218,17 @@ def main() -> None:
     script.write_text(LUA % (args.users - 1))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recloop-prom-")
     with running_server(settings, workers=2, startup_timeout=600) as url:
-        time.sleep(3)  # both workers have loaded the model (readyz answered from one of them)
+        import httpx
+
+        pids: set[int] = set()
+        deadline = time.monotonic() + 600
+        while len(pids) < 2 and time.monotonic() < deadline:  # both workers serve the model
+            with httpx.Client() as client:
+                for _ in range(20):
+                    info = client.get(url + "/version").json()
+                    if info["model_version"]:
+                        pids.add(info["worker_pid"])
+            time.sleep(0.2)
         port = int(url.rsplit(":", 1)[1])
         wrk(url + "/healthz", 2)  # warm-up
         wrk(url + "/", 2, script)
@@ -244,8 +254,6 @@ def main() -> None:
         thread.start()
         swaps = hey_fixed_rate(url, recs["rps"] / 2, args.seconds * 2, args.users)
         thread.join()
-        import httpx
-
         final_version = httpx.get(url + "/version").json()["model_version"]
         rss = worker_rss(port)
     shutil.rmtree(root, ignore_errors=True)

@@ -44,6 +44,7 @@ class Runtime:
     service: RecommendationService = field(init=False)
     _watch_task: asyncio.Task[None] | None = None
     _last_lazy_load: float = 0.0
+    _info_labels: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         timeout = self.settings.backend_timeout_ms / 1000.0
@@ -87,8 +88,10 @@ class Runtime:
 
     def _swapped(self, model: ServedModel) -> None:
         self.metrics.model_swaps.inc()
-        self.metrics.model_info.clear()
-        self.metrics.model_info.labels(model.version, model.family).set(1)
+        if self._info_labels is not None:  # (clear() is not supported in multiprocess mode)
+            self.metrics.model_info.labels(*self._info_labels).set(0)
+        self._info_labels = (model.version, model.family)
+        self.metrics.model_info.labels(*self._info_labels).set(1)
 
     async def ensure_model(self) -> None:
         """Without a watcher loop (Lambda), try loading the champion on request, rate-limited."""

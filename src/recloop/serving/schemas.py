@@ -66,6 +66,7 @@ class VersionPublic(BaseModel):
     swaps: int
     rejected_versions: list[str]
     service_version: str
+    worker_pid: int = Field(description="the uvicorn worker that answered (each swaps on its own)")
 
 
 class FieldErrorPublic(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 
 from fastapi import APIRouter
@@ -49,6 +50,7 @@ async def version(runtime: RuntimeDep) -> VersionPublic:
         swaps=runtime.holder.swaps,
         rejected_versions=sorted(runtime.holder.rejected),
         service_version=recloop.__version__,
+        worker_pid=os.getpid(),
     )
 
 
