@@ -96,6 +96,13 @@ def test_ids_are_sorted_so_row_order_does_not_depend_on_input_order() -> None:
     assert (one.matrix != two.matrix).nnz == 0
 
 
+def test_histories_by_user_id_with_unknown_users_empty() -> None:
+    data = from_table(_frame([("u1", "a", "click", 0), ("u2", "b", "view", 1)]))
+    rows = data.histories(["u2", "nobody", "u1"])
+    assert rows.shape == (3, 2)
+    assert (rows.toarray() > 0).tolist() == [[False, True], [False, False], [True, False]]
+
+
 def test_table_without_the_needed_columns_is_a_clear_error() -> None:
     with pytest.raises(DatasetError, match="lacks column"):
         from_table(pd.DataFrame({"user_id": ["u"], "timestamp": [0]}))

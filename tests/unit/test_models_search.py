@@ -93,8 +93,8 @@ def test_train_all_skips_recency_families_without_ages_unless_named() -> None:
 
 def test_same_seed_same_search_and_refit_uses_the_chosen_params() -> None:
     train, val, _ = _groups()
-    one = search("als", train, val, budget=3, seed=5, fixed={"iterations": 5})
-    two = search("als", train, val, budget=3, seed=5, fixed={"iterations": 5})
+    one = search("als", train, val, budget=3, seed=5, fixed={"iterations": 3, "factors": 8})
+    two = search("als", train, val, budget=3, seed=5, fixed={"iterations": 3, "factors": 8})
     assert one.params == two.params
     assert one.metrics == two.metrics
     assert one.params["random_state"] == 5

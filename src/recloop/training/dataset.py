@@ -124,11 +124,13 @@ class InteractionData:
 
     def histories(self, user_ids: Iterable[str]) -> sp.csr_matrix:
         """Rows for the given user ids (unknown users get an empty row)."""
-        index = self.user_index()
-        rows = [index.get(str(u), -1) for u in user_ids]
-        empty = sp.csr_matrix((1, self.matrix.shape[1]), dtype=np.float32)
-        padded = sp.vstack([self.matrix, empty], format="csr")
-        return sp.csr_matrix(padded[np.asarray(rows, dtype=np.int64)], dtype=np.float32)
+        wanted = pd.Index(self.user_ids.astype(str)).get_indexer([str(u) for u in user_ids])
+        known = (wanted >= 0).astype(np.float32)
+        rows = self.matrix[np.maximum(wanted, 0)]
+        # Scaling unknown users' rows by 0 empties them without copying the whole matrix.
+        out = sp.csr_matrix(sp.diags(known) @ rows, dtype=np.float32)
+        out.eliminate_zeros()
+        return out
 
     def save(self, folder: Path) -> Path:
         """Write user_ids.npy, item_ids.npy and dataset.json (config, window, snapshot)."""
