@@ -62,3 +62,25 @@ def test_check_quiet_lake_and_bad_input(lake_uri: str, tmp_path: Path,
     assert payload["firing"] == ["silent_stream"]
     bad = runner.invoke(app, ["monitor", "check", "--lake-uri", lake_uri, "--now", "yesterday"])
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
+
+
+def test_ctr_command_groups_by_version_segment_and_time(dropped_lake: str) -> None:
+    args = ["monitor", "ctr", "--lake-uri", dropped_lake, "--end", NOW.isoformat(),
+            "--hours", "7.25", "--by", "model_version", "--by", "device", "--freq", "1h",
+            "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])["rows"]
+    assert {r["device"] for r in rows} == {"mobile", "desktop"}
+    by_hour: dict[str, list[int]] = {}
+    for r in rows:
+        cell = by_hour.setdefault(r["bucket"], [0, 0])
+        cell[0] += r["impressions"]
+        cell[1] += r["clicked"]
+    ctr = [clicked / n for n, clicked in by_hour.values()]
+    assert ctr[0] == pytest.approx(0.2, abs=0.05) and ctr[6] == pytest.approx(0.11, abs=0.05)
+    table = runner.invoke(app, ["monitor", "ctr", "--lake-uri", dropped_lake, "--end",
+                                NOW.isoformat(), "--hours", "2"])  # fmt: skip
+    assert table.exit_code == 0 and "slot_ctr" in table.output
+    cohort = runner.invoke(app, ["monitor", "ctr", "--lake-uri", dropped_lake, "--by", "cohort"])
+    assert cohort.exit_code == 2 and "champion" in cohort.output

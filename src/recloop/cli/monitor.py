@@ -13,7 +13,14 @@ from recloop.cli._common import console, print_json, user_errors
 from recloop.config import Settings, get_settings
 from recloop.errors import ConfigError, RecloopError
 from recloop.lake import Lake
-from recloop.monitoring import AlarmState, ModelInfo, MonitorConfig, MonitorReport, run_checks
+from recloop.monitoring import (
+    AlarmState,
+    Engagement,
+    ModelInfo,
+    MonitorConfig,
+    MonitorReport,
+    run_checks,
+)
 from recloop.monitoring.champion import champion_info
 from recloop.monitoring.dashboard import collect_dashboard, latest_data_time, render_dashboard
 from recloop.monitoring.decisions import DecisionLog
@@ -112,6 +119,57 @@ def check(
         _print_report(report)
     if fail_on_alarm and report.firing:
         raise typer.Exit(1)
+
+
+@monitor_app.command("ctr")
+def ctr(
+    hours: float = typer.Option(6.0, help="Range length, ending at --end."),
+    end: str | None = typer.Option(None, help="ISO end of the range (default: now)."),
+    by: list[str] = typer.Option(
+        ["model_version"], help="Group by: model_version, device, cohort (repeatable)."
+    ),
+    freq: str | None = typer.Option(None, help="Also bucket by time, e.g. 1h, 1D."),
+    lake_uri: str | None = typer.Option(None, help="Lake URI (default: RECLOOP_LAKE_URI)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """CTR from the lake by model version, segment and time bucket."""
+    with user_errors():
+        settings = get_settings()
+        hi = _when(end, "--end") or datetime.now(UTC)
+        lo = hi - timedelta(hours=hours)
+        config = MonitorConfig.from_settings(settings)
+        engagement = Engagement.from_lake(
+            Lake.from_uri(lake_uri or settings.lake_uri), lo, hi, config.attribution
+        )
+        if "cohort" in by:
+            model = _champion(settings, known_ids=True)
+            if model is None or model.known_users is None:
+                raise ConfigError("the cohort segment needs a champion in the registry")
+            engagement = engagement.with_cohort(model.known_users)
+        table = engagement.ctr(by=by, freq=freq)
+    rows = [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
+    if as_json:
+        print_json(
+            {"start": lo.isoformat(), "end": hi.isoformat(), "unmatched_clicks":
+             engagement.unmatched_clicks, "rows": rows}
+        )  # fmt: skip
+        return
+    out = Table(title=f"CTR {lo:%Y-%m-%d %H:%M} .. {hi:%H:%M} UTC")
+    for column in table.columns:
+        out.add_column(str(column), justify="right" if column not in (*by, "bucket") else "left")
+    for row in rows:
+        out.add_row(*(_cell(row[c]) for c in table.columns))
+    console.print(out)
+    console.print(f"clicks matching no impression: {engagement.unmatched_clicks:,}")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2%}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def dashboard(
