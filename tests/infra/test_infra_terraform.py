@@ -52,6 +52,17 @@ def test_every_file_is_formatted_like_terraform_fmt(path: Path) -> None:
     assert format_hcl(text) == text, f"run: python tests/infra/hclfmt.py --write {_id(path)}"
 
 
+def test_the_fmt_check_realigns_and_reindents_like_terraform_fmt() -> None:
+    messy = (
+        'resource "x" "y" {\n    a = 1\n  long_name = "${var.a ? "b" : ""}"\n  tags = {\n'
+        '  k = "v" # why\n  }\n}\n'
+    )
+    assert format_hcl(messy) == (
+        'resource "x" "y" {\n  a         = 1\n  long_name = "${var.a ? "b" : ""}"\n'
+        '  tags = {\n    k = "v" # why\n  }\n}\n'
+    )
+
+
 @pytest.mark.parametrize("root", ROOTS, ids=_id)
 def test_every_variable_is_typed_and_described(root: Path) -> None:
     variables = load(root).labelled("variable")
