@@ -11,6 +11,7 @@ from recloop.cli import demo as demo_cli
 from recloop.cli import imports as imports_cli
 from recloop.cli import ingest as ingest_cli
 from recloop.cli import lake as lake_cli
+from recloop.cli import loop as loop_cli
 from recloop.cli import monitor as monitor_cli
 from recloop.cli import serve as serve_cli
 from recloop.cli import sim as sim_cli
@@ -30,6 +31,7 @@ train_cli.register(app)
 imports_cli.register(app)
 demo_cli.register(app)
 monitor_cli.register(app)
+loop_cli.register(app)
 
 
 def main() -> None:

@@ -1,104 +1,140 @@
-"""`recloop demo` (interim): a synthetic world's recent days through the ingest path.
+"""`recloop demo`: the closed loop end to end, on embedded backends, in a few minutes.
 
-Until the closed loop exists (monitoring issue), the README's main command generates a world,
-ingests its last DAYS days of weblogs into the lake (.recloop/lake, or RECLOOP_LAKE_URI),
-writes its catalog and user profiles, and shows the lake summary.
+A synthetic world's first days go through ingest; a first model is trained and approved; the
+API starts on loopback; simulated users ask for recommendations and click by their latent
+tastes; tastes shift and new content arrives; the monitor sees the drop, the loop retrains,
+gates and promotes, serving hot-swaps, CTR recovers; traffic stops and the silent-stream alarm
+fires; the dashboard is written. `--sabotage` makes the first challenger after the shift one
+with deliberately bad hyperparameters that still passes the offline gate: the guard window
+rolls it back. (`recloop sim weblogs` writes a world's traffic to files without the loop.)
 """
 
 from __future__ import annotations
 
-import hashlib
-import time
-from dataclasses import asdict
-from datetime import timedelta
+import logging
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.cli.lake import summary as lake_summary
-from recloop.config import get_settings
-from recloop.importers import write_catalog
-from recloop.ingest import Ingestor, IngestReport
-from recloop.lake import Lake
-from recloop.sim import Format, Traffic, World, WorldConfig, default_start, iter_lines
+from recloop.errors import ConfigError
+from recloop.loop.demo import DemoConfig, DemoResult, DemoStatus, run_demo
+
+_STYLE = {
+    "promote": "green",
+    "rollback": "bold red",
+    "reject": "yellow",
+    "alarm": "magenta",
+    "retrain": "cyan",
+    "hold": "dim",
+}
 
 
-def _ingest(ingestor: Ingestor, traffic: Traffic, fmt: Format, batch_id: str) -> IngestReport:
-    if fmt is Format.TRACKER:
-        return ingestor.ingest_events(traffic.tracker_records(), batch_id, chunk_size=50_000)
-    # Log formats go through the record path, as the Lambda and `recloop ingest` take them.
-    records = [
-        (f"{batch_id}:{n}", line.encode()) for n, line in enumerate(iter_lines(traffic, fmt))
-    ]
-    report = IngestReport()
-    for n, lo in enumerate(range(0, len(records), 50_000)):
-        report += ingestor.ingest_records(records[lo : lo + 50_000], f"{batch_id}-{n:05d}")
-    return report
+def _render(status: DemoStatus) -> Group:
+    stats = status.stats
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        Text(f"{status.elapsed:5.0f} s", style="bold"),
+        Text(status.phase, style="bold cyan"),
+        Text(f"champion v{status.champion or '-'}"),
+    )
+    head.add_row(
+        Text(f"requests {stats.requests}"),
+        Text(f"CTR now {status.recent_ctr:.1%} ({status.recent_lists} lists)"),
+        Text(f"organic events {stats.organic_events}, errors {stats.errors}"),
+    )
+    versions = Table(title="CTR by model version (simulated users)", expand=False)
+    for name in ("version", "lists", "clicked", "CTR"):
+        versions.add_column(name, justify="right")
+    for version, (lists, clicked) in sorted(stats.by_version.items(), key=lambda kv: int(kv[0])):
+        versions.add_row(f"v{version}", str(lists), str(clicked), f"{clicked / lists:.1%}")
+    log = Table(title="decisions", expand=False)
+    for name in ("at", "action", "trigger", "detail"):
+        log.add_column(name, overflow="fold")
+    shown = [d for d in status.decisions if d.trigger != "traffic_drift"][-8:]
+    for d in shown:
+        style = _STYLE.get(d.action.value, "")
+        log.add_row(
+            f"{d.at:%H:%M:%S}", Text(d.action.value, style=style), d.trigger, d.detail[:110]
+        )
+    return Group(head, versions, log)
+
+
+def _verdict(result: DemoResult) -> Table:
+    table = Table(title="demo outcome", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    after = result.drop_detected_after_s
+    table.add_row(
+        "drop detected",
+        f"{'yes' if result.drop_detected else 'NO'}"
+        + (f" after {after:.1f} s (window {result.evidence_window_s:.0f} s)" if after else ""),
+    )
+    table.add_row(
+        "retrains / promotions / rollbacks",
+        f"{result.retrains} / {result.promotions} / {result.rollbacks}",
+    )
+    table.add_row("CTR before the shift", f"{result.ctr_before_shift:.1%}")
+    table.add_row("CTR after the shift", f"{result.ctr_after_shift:.1%}")
+    table.add_row(
+        "CTR after retraining",
+        f"{result.ctr_recovered:.1%} ({result.recovery_ratio:.0%} of before)",
+    )
+    table.add_row("silent-stream alarm", "yes" if result.silent_stream_alarm else "NO")
+    table.add_row("dashboard", result.dashboard or "-")
+    table.add_row("took", f"{result.seconds:.0f} s")
+    return table
 
 
 def demo(
-    days: int = typer.Option(1, min=1, max=60, help="Days of traffic, ending last midnight UTC."),
-    users: int = typer.Option(2000, min=1, help="Signed-in users in the world."),
-    items: int = typer.Option(1000, min=1, help="Items in the initial catalog."),
-    seed: int = typer.Option(0, min=0, help="World seed."),
-    fmt: Format = typer.Option(Format.TRACKER, "--format", help="Weblog shape to ingest."),
-    lake_uri: str | None = typer.Option(None, help="Lake URI (default: RECLOOP_LAKE_URI)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a summary JSON object last."),
+    quick: bool = typer.Option(False, "--quick", help="The short CI run (well under a minute)."),
+    minutes: float = typer.Option(
+        0.0, "--minutes", min=0.0, help="Run about this long (default: at most 5 minutes)."
+    ),
+    sabotage: bool = typer.Option(
+        False, "--sabotage", help="The first challenger after the shift is deliberately bad."
+    ),
+    seed: int = typer.Option(7, min=0, help="World seed."),
+    root: Path | None = typer.Option(
+        None, help="Folder for the lake, registry, features and dashboard (default: a new one)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON, last line."),
 ) -> None:
-    """Generate a synthetic world, ingest its last DAYS days, show the lake."""
-    began = time.perf_counter()
-    settings = get_settings()
-    uri = lake_uri or settings.lake_uri
+    """Watch the loop close: drift -> drop detected -> retrain -> promote -> CTR recovers."""
     with user_errors():
-        lake = Lake.from_uri(uri)
-        start = default_start(days)
-        config = WorldConfig.scaled(users, items, seed, start)
-        world = World(config)
-        # Batch ids name the world and the day: a re-run of the same demo writes nothing twice.
-        tag = hashlib.sha256(repr((users, items, seed, fmt.value)).encode()).hexdigest()[:8]
-        ingestor = Ingestor(lake, settings)
-        total = IngestReport()
-        generated = 0
-        if not as_json:
-            console.print(f"world: {users:,} users, {items:,} items, seed {seed} -> {lake.uri}")
-        for day, traffic in world.simulate(start, days, max(1, items // 100)):
-            report = _ingest(ingestor, traffic, fmt, f"demo-sim{seed}-{tag}-{day:%Y%m%d}")
-            total += report
-            generated += report.received
-            if not as_json:
-                filtered = ", ".join(f"{k} {v:,}" for k, v in sorted(report.filtered.items()))
-                console.print(
-                    f"{day:%Y-%m-%d}: {report.received:,} received, {report.written:,} written, "
-                    f"{report.duplicates:,} duplicates, filtered: {filtered or 'none'}"
-                )
-        end = start + timedelta(days=days)
-        catalogs = {
-            name: write_catalog(lake, name, table, end, f"sim{seed}-{tag}")
-            for name, table in (("items", world.catalog_table()), ("users", world.users_table()))
-        }
-        state = lake.summary()
-    elapsed = round(time.perf_counter() - began, 2)
-    if as_json:
-        print_json(
-            {
-                "lake_uri": lake.uri,
-                "days": days,
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-                "ingest": total.to_dict(),
-                "lake_rows": state.rows,
-                "partitions": len(state.partitions),
-                "quarantined": state.quarantined,
-                "catalog": {name: asdict(obj) for name, obj in catalogs.items()},
-                "seconds": elapsed,
-            }
+        if quick and minutes:
+            raise ConfigError("--quick and --minutes exclude each other")
+        if minutes and minutes < 2:
+            raise ConfigError("--minutes needs at least 2 minutes (or use --quick)")
+        if quick:
+            config = DemoConfig.quick(seed=seed, sabotage=sabotage)
+        elif minutes:
+            config = DemoConfig.for_minutes(minutes, seed=seed, sabotage=sabotage)
+        else:
+            config = DemoConfig(seed=seed, sabotage=sabotage)
+        if root is None:
+            base = Path(".recloop") / "demo"
+            base.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            root = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=base))
+        elif root.exists() and any(root.iterdir()):
+            raise ConfigError(f"{root} is not empty: the demo needs a fresh folder")
+        # Library warnings (a degraded answer, a slow poll) would tear the live view.
+        logging.getLogger("recloop").setLevel(logging.ERROR)
+        console.print(
+            f"recloop demo in {root} ({'quick' if quick else f'{config.budget:.0f} s max'})"
         )
-        return
-    lake_summary(lake_uri=uri, as_json=False)
-    console.print(
-        f"done in {elapsed:.1f} s. Next: `recloop lake summary`, `recloop sim weblogs "
-        "--days 7 --out week.jsonl`, `recloop import movielens DIR` (docs/data.md)."
-    )
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            result = run_demo(config, root, lambda status: live.update(_render(status)))
+    console.print(_verdict(result))
+    if as_json:
+        print_json(result.summary())
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,7 @@ from recloop.loop.errors import LoopError
 from recloop.loop.training import TrainOutcome, TrainSpec, train_and_gate
 from recloop.monitoring import (
     ENGAGEMENT_DROP,
+    SILENT_STREAM,
     Counts,
     Engagement,
     ModelInfo,
@@ -202,6 +203,20 @@ class RetrainLoop:
             )
             return result
         evidence = {"alarms": [a.to_dict() for a in triggers]}
+        silent = report.get(SILENT_STREAM)
+        if silent is not None and silent.firing:
+            # No fresh events: a retrain would learn nothing new and the gate has no holdout.
+            result.decisions.append(
+                self.decisions.record(
+                    Action.HOLD,
+                    triggers[0].detector,
+                    model_version=champion.version,
+                    evidence={**evidence, "silent_stream": silent.to_dict()},
+                    detail="retrain due but the event stream is silent",
+                    at=now,
+                )
+            )
+            return result
         self._retrain(result, triggers[0].detector, champion, evidence)
         return result
 
@@ -255,6 +270,7 @@ class RetrainLoop:
                 metrics=outcome.metrics,
                 evidence={
                     **outcome.decision.evidence,
+                    "guard_reference_start": _reference_start(evidence),
                     "run_id": outcome.run_id,
                     "retrain_trigger": trigger,
                     "train_seconds": round(outcome.seconds, 3),
@@ -285,12 +301,24 @@ class RetrainLoop:
         )
 
     def guard_counts(
-        self, champion: str, previous: str, promoted_at: datetime, now: datetime
+        self,
+        champion: str,
+        previous: str,
+        promoted_at: datetime,
+        now: datetime,
+        reference_start: datetime | None = None,
     ) -> tuple[Counts, Counts, dict[str, Any]]:
-        """The new champion's counts since approval and the previous one's just before."""
+        """The new champion's counts since approval and the previous one's just before.
+
+        `reference_start` keeps the previous champion's window after an engagement drop: a
+        challenger promoted because of a drop is compared with what the old model did since
+        the drop, not with its better days before it.
+        """
         g, m = self.config.guard, self.config.monitor
         hi = now - m.attribution
         ref_lo = promoted_at - g.reference
+        if reference_start is not None:
+            ref_lo = min(max(ref_lo, reference_start), promoted_at - timedelta(seconds=1))
         lo = min(ref_lo, hi - timedelta(seconds=1))
         engagement = Engagement.from_lake(self.lake, lo, max(hi, promoted_at), m.attribution)
         ours = engagement.counts(champion, promoted_at, max(hi, promoted_at))
@@ -306,7 +334,14 @@ class RetrainLoop:
         promotion = self._promotion(champion.version)
         assert promotion is not None and promotion.previous_version is not None
         previous = promotion.previous_version
-        ours, theirs, windows = self.guard_counts(champion.version, previous, promotion.at, now)
+        ref = promotion.evidence.get("guard_reference_start")
+        ours, theirs, windows = self.guard_counts(
+            champion.version,
+            previous,
+            promotion.at,
+            now,
+            datetime.fromisoformat(ref) if ref else None,
+        )
         evidence: dict[str, Any] = {
             **windows,
             "champion": ours.to_dict(),
@@ -418,6 +453,16 @@ class RetrainLoop:
                 np.asarray(bundle.user_ids).astype(str),
             )
         return self._known[version]
+
+
+def _reference_start(evidence: dict[str, Any]) -> str | None:
+    """Start of the current window of the engagement-drop alarm that triggered a retrain."""
+    for alarm in evidence.get("alarms", []):
+        if alarm.get("detector") == ENGAGEMENT_DROP:
+            window = (alarm.get("evidence") or {}).get("current_window")
+            if window:
+                return str(window[0])
+    return None
 
 
 def with_window(config: LoopConfig, window: timedelta, holdout: timedelta) -> LoopConfig:

@@ -66,7 +66,7 @@ class DemoConfig:
     shift_strength: float = 0.9
     new_items: int = 200
     budget: float = 300.0  # the whole run stops by then, done or not
-    after_recovery: float = 15.0  # traffic on the final champion before it stops
+    after_recovery: float = 60.0  # traffic on the final champion before it stops
     loop_interval: float = 2.0
     current: float = 8.0  # the drop detector's current window
     baseline: float = 12.0
@@ -75,6 +75,7 @@ class DemoConfig:
     alpha: float = 0.01
     min_relative_drop: float = 0.15
     silence: float = 4.0
+    max_model_age: float = 24.0  # a world day: the stale-model detector retrains daily
     guard_window: float = 12.0
     retrain_window: float = 48.0  # wall seconds of data a retrain reads
     holdout: float = 12.0
@@ -85,7 +86,7 @@ class DemoConfig:
         default_factory=lambda: {"factors": 12, "regularization": 0.2, "iterations": 8}
     )
     sabotage_params: dict[str, Any] = field(
-        default_factory=lambda: {"factors": 2, "regularization": 50.0, "iterations": 3}
+        default_factory=lambda: {"factors": 1, "regularization": 100.0, "iterations": 2}
     )
 
     @classmethod
@@ -109,10 +110,9 @@ class DemoConfig:
     @classmethod
     def for_minutes(cls, minutes: float, **overrides: Any) -> DemoConfig:
         """A run of about `minutes`: the spare time goes to longer phases and more traffic."""
-        scale = max(1.0, minutes / 2.0)
         base = cls(
-            pre_shift=20.0 * scale,
-            after_recovery=15.0 * scale,
+            pre_shift=min(20.0 * max(1.0, minutes / 2.0), 60.0),
+            after_recovery=max(15.0, minutes * 60.0 - 150.0),
             budget=minutes * 60.0,
         )
         return replace(base, **overrides)
@@ -126,7 +126,7 @@ class DemoConfig:
             alpha=self.alpha,
             min_relative_drop=self.min_relative_drop,
             silence=timedelta(seconds=self.silence),
-            max_model_age=timedelta(days=7),
+            max_model_age=timedelta(seconds=self.max_model_age),
             drift_min_events=200,
         )
 
@@ -140,6 +140,8 @@ class DemoConfig:
             k=self.k,
             eval_users=2000,
             seed=self.seed,
+            # Organic views count too: a small world's clicks alone leave the gate unsure.
+            test_types=("view", "click"),
         )
 
     def loop_config(self) -> LoopConfig:
@@ -147,9 +149,10 @@ class DemoConfig:
         guard = GuardConfig(
             window=timedelta(seconds=self.guard_window),
             min_impressions=self.min_impressions,
-            alpha=self.alpha,
+            # Rolling back to a model that served yesterday is cheap; keeping a bad one is not.
+            alpha=0.05,
             min_relative_loss=self.min_relative_drop,
-            reference=timedelta(seconds=self.current),
+            reference=timedelta(seconds=self.current * 2),
         )
         gate = GateConfig(metric=f"recall@{self.k}", margin=0.01, bootstrap_samples=300)
         spec = self.train_spec(self.retrain_window, self.holdout, self.params)
@@ -283,6 +286,7 @@ class Demo:
         self.started = time.monotonic()
         self.stats = TrafficStats()
         self._seen: list[Decision] = []
+        self._rolled_back = False
 
     # ---- the run ----------------------------------------------------------------------------
 
@@ -333,7 +337,8 @@ class Demo:
         def spec_for(number: int) -> TrainSpec:
             if number == 1:
                 return first
-            if cfg.sabotage and number == 2:
+            # Sabotaged challengers until one has been promoted and rolled back.
+            if cfg.sabotage and not self._rolled_back:
                 return sabotaged
             return spec
 
@@ -380,7 +385,32 @@ class Demo:
             server.stop()
         self._status("waiting for the silent-stream alarm")
         silent = self._await_silence(loop, marks["stopped"])
-        return self._result(marks, silent)
+        result = self._result(marks, silent)
+        self._status("writing the dashboard")
+        result.dashboard = self.write_dashboard(marks["traffic"], datetime.now(UTC))
+        return result
+
+    def write_dashboard(self, start: datetime, end: datetime) -> str | None:
+        """The monitoring dashboard over the live phase, as root/dashboard.html."""
+        from recloop.monitoring.dashboard import collect_dashboard, render_dashboard
+        from recloop.monitoring.service_metrics import ServiceMetricsLog
+
+        metrics = ServiceMetricsLog(self.settings.monitor_service_metrics_uri)
+        data = collect_dashboard(
+            self.lake,
+            metrics,
+            self.decisions,
+            start - timedelta(seconds=5),
+            end,
+            None,
+            None,
+            "recloop demo",
+            timedelta(seconds=self.config.attribution),
+            min_bucket_impressions=5,
+        )
+        out = self.root / "dashboard.html"
+        out.write_text(render_dashboard(data), encoding="utf-8")
+        return str(out)
 
     def _run_phases(
         self,
@@ -411,10 +441,8 @@ class Demo:
                 step = loop.step(datetime.now(UTC))
                 next_step = time.monotonic() + cfg.loop_interval
                 self._after_step(step, marks)
-            if (
-                "settled" in marks
-                and (now - marks["settled"]).total_seconds() >= cfg.after_recovery
-            ):
+            recovered = marks.get("recovered")
+            if recovered is not None and (now - recovered).total_seconds() >= cfg.after_recovery:
                 return
             self._status(self.phase)
             time.sleep(0.2)
@@ -436,19 +464,19 @@ class Demo:
                 marks.setdefault("drop", decision.at)
                 self.phase = "engagement dropped: retraining"
             elif decision.action is Action.PROMOTE:
-                marks["promoted"] = decision.at
-                marks.pop("settled", None)
+                marks.setdefault("promoted", decision.at)
                 self.phase = f"v{decision.model_version} promoted: guard window"
             elif decision.action is Action.REJECT:
                 self.phase = f"v{decision.model_version} rejected by the gate"
             elif decision.action is Action.ROLLBACK:
-                marks["rolled_back"] = decision.at
-                marks["settled"] = decision.at
+                marks.setdefault("rolled_back", decision.at)
+                self._rolled_back = True
                 self.phase = (
                     f"v{decision.model_version} rolled back to v{decision.previous_version}"
                 )
             elif decision.action is Action.HOLD and decision.trigger == "guard_window":
-                marks["settled"] = decision.at
+                if "shift" in marks:
+                    marks.setdefault("recovered", decision.at)
                 self.phase = f"v{decision.model_version} passed its guard window"
 
     def _await_silence(self, loop: RetrainLoop, stopped: datetime) -> bool:
@@ -483,14 +511,8 @@ class Demo:
         before = engagement.counts(first_version, start + settle, shift)
         change = marks.get("promoted", end)
         after = engagement.counts(first_version, shift, change)
-        final = self.registry.champion()
-        last_change = max(
-            [d.at for d in all_decisions if d.action in (Action.PROMOTE, Action.ROLLBACK)],
-            default=start,
-        )
-        recovered = engagement.counts(
-            final.version if final else None, min(last_change + settle, end), end
-        )
+        # Recovery: every list shown once a retrained champion passed its guard window.
+        recovered = engagement.counts(None, min(marks.get("recovered", end) + settle, end), end)
         drop = marks.get("drop")
         return DemoResult(
             drop_detected=drop is not None,
