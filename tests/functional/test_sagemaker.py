@@ -29,7 +29,7 @@ from training_fixtures import write_synthetic_lake
 
 FAST = TrainOptions(
     families=("als",),
-    params={"factors": 8, "iterations": 4},
+    params={"factors": 8, "iterations": 4, "regularization": 0.1},
     holdout_days=7,
     validation_days=7,
     search_budget=1,  # the given params only: no search

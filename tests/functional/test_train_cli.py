@@ -23,6 +23,8 @@ FAST = [
     "factors=8",
     "--param",
     "iterations=4",
+    "--param",
+    "regularization=0.1",
     "--budget",
     "1",
     "--until",

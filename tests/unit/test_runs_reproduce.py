@@ -16,7 +16,7 @@ from training_fixtures import synthetic_events, write_synthetic_lake
 
 OPTIONS = TrainOptions(
     families=("als",),
-    params={"factors": 8, "iterations": 4, "num_threads": 2},
+    params={"factors": 8, "iterations": 4, "regularization": 0.1, "num_threads": 2},
     holdout_days=7,
     validation_days=7,
     search_budget=1,  # the given params only: no search

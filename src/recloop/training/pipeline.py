@@ -395,7 +395,14 @@ def _evaluate(
         max_users=None if users is not None else options.eval_users,
         seed=options.seed,
         baseline=baseline,
+        batch_size=eval_batch_size(train.shape[1]),
     )
+
+
+def eval_batch_size(n_items: int, cells: int = 4_000_000) -> int:
+    """Users scored at once: a dense users x items block of about `cells` floats (16 MB), so
+    evaluation memory does not grow with the catalog."""
+    return max(16, min(1024, cells // max(n_items, 1)))
 
 
 def _search(

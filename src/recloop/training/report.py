@@ -20,6 +20,7 @@ from recloop.lake import Lake
 from recloop.training import dataset as ds
 from recloop.training.bundle import ModelBundle
 from recloop.training.evaluation import EvalResult, evaluate, select_users
+from recloop.training.pipeline import eval_batch_size
 
 DEFAULT_KS = (1, 5, 10, 20, 50)
 CURVE_METRICS = ("recall", "ndcg", "precision", "hit_rate")
@@ -108,7 +109,15 @@ def evaluate_bundle(
     )
     at_ten: EvalResult | None = None
     for k in ks:
-        result = evaluate(bundle.model, bundle.history, test, k=k, users=users, baseline=True)
+        result = evaluate(
+            bundle.model,
+            bundle.history,
+            test,
+            k=k,
+            users=users,
+            baseline=True,
+            batch_size=eval_batch_size(bundle.n_items),
+        )
         assert result.baseline is not None
         for name in CURVE_METRICS:
             report.model.setdefault(name, []).append(result.metrics[f"{name}@{k}"])
