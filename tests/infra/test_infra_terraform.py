@@ -180,6 +180,23 @@ def test_every_reference_is_declared(root: Path) -> None:
         assert (rtype, name) in resources, f"{_id(root)}: {rtype}.{name} is not declared"
 
 
+@pytest.mark.parametrize("root", ROOTS, ids=_id)
+def test_nothing_is_declared_and_left_unused(root: Path) -> None:
+    """What tflint's terraform_unused_declarations reports: dead variables, locals, data."""
+    config = load(root)
+    outside_variables = _expressions(
+        {name: parsed for name, parsed in config.files.items() if name != "variables.tf"}
+    )
+    everything = _expressions(config.files)
+    unused = set(config.labelled("variable")) - set(re.findall(r"\bvar\.(\w+)", outside_variables))
+    assert not unused, f"{_id(root)}: unused variables {sorted(unused)}"
+    dead_locals = set(config.locals()) - set(re.findall(r"\blocal\.(\w+)", everything))
+    assert not dead_locals, f"{_id(root)}: unused locals {sorted(dead_locals)}"
+    data = {(t, n) for t, n, _ in config.all_resources("data")}
+    dead_data = data - set(re.findall(r"\bdata\.(\w+)\.(\w+)", everything))
+    assert not dead_data, f"{_id(root)}: unused data sources {sorted(dead_data)}"
+
+
 def test_terraform_env_vars_are_real_settings_fields() -> None:
     """Every RECLOOP_* variable Terraform sets names a field of recloop.config.Settings."""
     from recloop.config import Settings

@@ -84,7 +84,6 @@ module "training" {
   registry_prefix            = module.datalake.registry_prefix
   lake_uri                   = module.datalake.lake_uri
   registry_artifacts_uri     = module.datalake.registry_uri
-  lambda_repository_arn      = module.ingest.lambda_repository_arn
   monitor_image_uri          = "${local.lambda_repository}:monitor-${var.image_tag}"
   promote_image_uri          = "${local.lambda_repository}:promote-${var.image_tag}"
   training_image_tag         = "${var.training_image_variant}-${var.image_tag}"

@@ -2,10 +2,6 @@
 # Failures are reported per record (ReportBatchItemFailures); a poison batch is bisected;
 # retries and record age are bounded; what still fails lands in S3 for replay.
 
-data "aws_region" "current" {}
-
-data "aws_caller_identity" "current" {}
-
 locals {
   function_name = "${var.name}-weblog-processor"
 }

@@ -43,11 +43,6 @@ variable "registry_artifacts_uri" {
   type        = string
 }
 
-variable "lambda_repository_arn" {
-  description = "ECR repository of the Lambda images."
-  type        = string
-}
-
 variable "monitor_image_uri" {
   description = "Image of the monitor Lambda (docker/lambda.Dockerfile built with FUNCTION=monitor)."
   type        = string
