@@ -50,3 +50,13 @@ def test_handler_exists_and_imports(source: str, command: str, tmp_path: object)
         cwd=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_every_handler_folder_that_exists_exposes_the_function_terraform_names() -> None:
+    """Not hidden by the xfail above: once lambdas/promote appears, its name must match too."""
+    present = {s: c for s, c in tfparse_lambda_sources().items() if (REPO / s).is_dir()}
+    assert "lambdas/weblog_processor" in present
+    for source, command in present.items():
+        module, _, function = command.rpartition(".")
+        text = (REPO / source / f"{module}.py").read_text()
+        assert f"def {function}(" in text, f"{source}/{module}.py defines no {function}()"
