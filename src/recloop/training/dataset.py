@@ -273,8 +273,10 @@ def _weights(
 ) -> np.ndarray:
     weight = np.ones(n) if given is None else np.asarray(given, dtype=np.float64)
     if types is not None:
-        lookup = pd.Series(dict(config.event_weights), dtype=np.float64)
-        weight = weight * pd.Series(types).map(lookup).fillna(0.0).to_numpy()
+        # A handful of distinct types: weigh the uniques, then gather by code (-1 = missing).
+        codes, uniques = pd.factorize(types)
+        per_type = [float(config.event_weights.get(str(t), 0.0)) for t in uniques] + [0.0]
+        weight = weight * np.asarray(per_type)[codes]
     return weight
 
 
