@@ -11,6 +11,9 @@ from recloop.cli._common import console, user_errors
 
 # Seconds uvicorn waits for requests in flight after SIGTERM before it closes connections.
 _GRACEFUL_SECONDS = 20
+# uvicorn kills a worker that does not answer its supervisor's ping within this many seconds;
+# its default (5) kills workers still importing numpy & co. on a busy 2-core machine.
+_WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def register(app: typer.Typer) -> None:
@@ -47,5 +50,6 @@ def register(app: typer.Typer) -> None:
                 http="httptools",
                 log_level=log_level,
                 timeout_graceful_shutdown=_GRACEFUL_SECONDS,
+                timeout_worker_healthcheck=_WORKER_HEALTHCHECK_SECONDS,
                 access_log=False,
             )

@@ -216,6 +216,8 @@ def running_server(settings: Any, workers: int = 1, startup_timeout: float = 30.
         "--log-level",
         "warning",
         "--no-access-log",
+        "--timeout-worker-healthcheck",  # the default 5 s kills workers still importing
+        "60",
     ]
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"

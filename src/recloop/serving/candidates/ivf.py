@@ -89,7 +89,8 @@ def neighbour_lists(
         position = np.full(total, -1, dtype=np.int64)
         position[pool] = np.arange(len(pool))
         pool_vectors = unit_vectors[pool]
-        for chunk in _chunks(queries, 1_024):
+        # Small chunks: argpartition holds the GIL, and requests run beside a swap.
+        for chunk in _chunks(queries, 256):
             scores = unit_vectors[chunk] @ pool_vectors.T
             own = position[chunk]
             inside = own >= 0

@@ -1,0 +1,60 @@
+"""`recloop serve` for real: two uvicorn workers on loopback, metrics summed over both, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recloop.serving.testing import free_port, tiny_world
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_serve_with_two_workers_sums_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:
+    world = tiny_world(tmp_path / "world")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECLOOP_", "PROMETHEUS_"))}
+    env |= {
+        "RECLOOP_LAKE_URI": (tmp_path / "lake").as_uri(),
+        "RECLOOP_REGISTRY_URI": world.registry.uri,
+        "RECLOOP_FEATURES_URI": world.features_uri,
+        "RECLOOP_MODEL_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    recloop = Path(sys.executable).with_name("recloop")
+    proc = subprocess.Popen(
+        [str(recloop), "serve", "--port", str(port), "--workers", "2"], env=env, cwd=tmp_path
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pids: set[int] = set()
+        deadline = time.monotonic() + 60
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, "two workers never answered"
+            assert proc.poll() is None, "recloop serve exited"
+            try:
+                info = httpx.get(url + "/version", timeout=2).json()
+                if info["model_version"] == world.version:
+                    pids.add(info["worker_pid"])
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with httpx.Client(base_url=url) as client:
+            for _ in range(30):
+                assert client.get("/healthz").status_code == 200
+            text = client.get("/metrics").text
+        counted = re.search(
+            r'recloop_http_requests_total\{route="/healthz",status="200"\} ([\d.]+)', text
+        )
+        assert counted is not None and float(counted.group(1)) == 30.0  # both workers' counts
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0
