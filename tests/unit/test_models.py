@@ -229,6 +229,19 @@ def test_als_fold_in_matches_implicit_recalculate_user() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
 
 
+def test_ease_matches_its_closed_form() -> None:
+    matrix, _ = _interactions()
+    l2, dropout = 10.0, 0.25
+    model = make("ease", l2=l2, dropout=dropout, weighting="binary").fit(matrix)
+    x = matrix.toarray().astype(np.float64)
+    gram = x.T @ x
+    gram += np.diag(l2 + dropout / (1 - dropout) * np.diag(gram))
+    precision = np.linalg.inv(gram)
+    expected = precision / -np.diag(precision)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights, expected, atol=1e-5)
+
+
 def test_thread_count_zero_means_all_available_cores() -> None:
     assert thread_count(0) >= 1
     assert thread_count(3) == 3
