@@ -268,3 +268,66 @@ def test_an_overlong_line_is_quarantined_without_reading_it_whole(
     assert len(quarantined["payload"]) == 1001  # cut at the limit, not the 50 kB line
     rerun = ingestor.ingest_file(path)
     assert rerun.written == 0
+
+
+_UA = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
+
+
+def _record_strategy():  # type: ignore[no-untyped-def]
+    from hypothesis import strategies as st
+
+    log_time = NOW.strftime("%d/%b/%Y:%H:%M:%S +0000")
+    event = st.builds(
+        lambda i, minutes, kind: json.dumps(tracker(i, minutes=minutes, event_type=kind)),
+        st.integers(0, 30),
+        st.integers(-10, 60 * 24 * 400),
+        st.sampled_from(["view", "warp"]),
+    )
+    access = st.builds(
+        lambda ip, path, status, agent: (
+            f'10.0.0.{ip} - - [{log_time}] "GET {path} HTTP/1.1" {status} 1 "-" "{agent}"'
+        ),
+        st.integers(0, 9),
+        st.sampled_from(["/items/a", "/items/b", "/x.css", "/"]),
+        st.sampled_from([200, 304, 500]),
+        st.sampled_from([_UA, "bingbot/2.0", "-"]),
+    )
+    text = st.lists(event | access | st.text(max_size=40), min_size=1, max_size=4).map("\n".join)
+    raw = (
+        text.map(str.encode)
+        | st.binary(max_size=60)
+        | text.map(lambda t: gzip.compress(t.encode()))
+    )
+    return st.lists(raw, max_size=12)
+
+
+def test_every_unit_is_accounted_for_exactly_once_whatever_the_mix(tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_record_strategy())
+    def check(payloads: list[bytes]) -> None:
+        lake = Lake.from_uri(tmp_path_factory.mktemp("prop").as_uri())
+        ingestor = Ingestor(lake, Settings(max_event_age_days=365), clock=clock)
+        report = ingestor.ingest_records([rec(i, p) for i, p in enumerate(payloads)], "prop")
+        assert report.accounted == report.received
+        assert report.failed == 0 and report.failed_ids == []
+        assert lake.read_events(dedupe=False)[0].num_rows == report.written
+        quarantine = lake.read_quarantine()
+        assert quarantine.num_rows == report.quarantined_total
+        for row in quarantine.to_pylist():  # the raw payload is kept (empty only if it was)
+            assert row["payload"] is not None and row["reason"]
+            assert row["payload"] or row["reason"] == "empty"
+        again = ingestor.ingest_records([rec(i, p) for i, p in enumerate(payloads)], "prop")
+        assert (again.written, again.duplicates) == (0, report.written + report.duplicates)
+
+    check()
+
+
+def test_a_batch_whose_every_event_is_rejected_late_writes_no_events(
+    ingestor: Ingestor, lake: Lake
+) -> None:
+    records = [rec(i, tracker(i, minutes=60 * 24 * 400)) for i in range(3)]
+    report = ingestor.ingest_records(records, "all-old")
+    assert report.to_dict()["quarantined"] == {"too_old": 3}
+    assert report.written == 0 and lake.read_events()[0].num_rows == 0

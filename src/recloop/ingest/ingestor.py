@@ -202,7 +202,7 @@ class Ingestor:
         keep = self._in_window(batch, table, rows, check_age)
         keep, report.duplicates = _first_per_event_id(table, keep)
         if len(keep) < table.num_rows:
-            table = table.take(keep)
+            table = table.take(pa.array(keep, pa.int64()))
             if self.history_sink is not None:
                 events = [events[i] for i in keep]
         failed = self._write_events(batch, table, events, namer, report)
