@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recloop.training.evaluation import (
     EvaluationError,
@@ -116,3 +118,24 @@ def test_paired_bootstrap_refuses_unpaired_results_and_unknown_metrics() -> None
         paired_bootstrap(everyone, some)
     with pytest.raises(EvaluationError, match="metric"):
         paired_bootstrap(everyone, everyone, metric="recall@5")
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 8))
+def test_metric_invariants_hold_on_random_data(seed: int, k: int) -> None:
+    rng = np.random.default_rng(seed)
+    dense = rng.random((12, 15)) < 0.3
+    held = dense & (rng.random((12, 15)) < 0.3)
+    train = sp.csr_matrix((dense & ~held).astype(np.float32))
+    test = sp.csr_matrix(held.astype(np.float32))
+    if test.nnz == 0:
+        return
+    model = make("itemknn", similarity="cosine", K=5).fit(train)
+    small = evaluate(model, train, test, k=k)
+    large = evaluate(model, train, test, k=k + 1)
+    for name, values in small.per_user.items():
+        assert ((values >= 0) & (values <= 1 + 1e-12)).all(), name
+    hits = small.per_user[f"precision@{k}"] * k
+    assert np.allclose(hits, small.per_user[f"recall@{k}"] * small.n_test)
+    assert (small.per_user[f"hit_rate@{k}"] >= (hits > 0)).all()
+    assert (large.per_user[f"recall@{k + 1}"] >= small.per_user[f"recall@{k}"] - 1e-12).all()
