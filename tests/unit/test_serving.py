@@ -88,6 +88,9 @@ def test_merge_keeps_first_origin_and_drops_padding() -> None:
     assert merged.items.tolist() == [3, 5, 7]
     assert merged.origin.tolist() == [Origin.NEIGHBOUR, Origin.NEIGHBOUR, Origin.POPULAR]
     assert merged.anchor.tolist() == [9, 9, -1]
+    without = merge([(np.array([3, 5, 7]), Origin.VECTOR, None)], limit=10, exclude=frozenset({5}))
+    assert without.items.tolist() == [3, 7]
+    assert merge([(np.arange(10), Origin.VECTOR, None)], limit=4).items.tolist() == [0, 1, 2, 3]
 
 
 def test_ivf_neighbours_are_exact_on_a_small_catalogue() -> None:

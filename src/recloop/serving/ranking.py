@@ -61,47 +61,44 @@ def rank(
     category: str | None = None,
 ) -> list[Ranked]:
     """The top k after the business rules (fewer when fewer candidates survive them)."""
-    survivors = [
-        s
-        for s in scored
-        if s.item_id not in seen
-        and metadata.get(s.item_id, _UNKNOWN).available
-        and (
-            category is None
-            or category in metadata.get(s.item_id, _UNKNOWN).categories
-            or (s.item_id not in metadata)
-        )
-    ]
+    survivors: list[tuple[Scored, ItemFeatures]] = []
+    for s in scored:
+        meta = metadata.get(s.item_id)
+        if s.item_id in seen or (meta is not None and not meta.available):
+            continue
+        if category is not None and meta is not None and category not in meta.categories:
+            continue
+        survivors.append((s, meta or _UNKNOWN))
     if not survivors:
         return []
-    raw = np.array([s.score for s in survivors], dtype=np.float64)
+    raw = np.array([s.score for s, _ in survivors], dtype=np.float64)
     span = raw.max() - raw.min()
     norm = (raw - raw.min()) / span if span > 0 else np.full(len(raw), 0.5)
-    fresh = np.array([_freshness(metadata.get(s.item_id, _UNKNOWN), now, rules) for s in survivors])
+    fresh = np.array([_freshness(meta, now, rules) for _, meta in survivors])
     final = norm + rules.freshness_boost * fresh
-    order = np.argsort(-final, kind="stable")
+    order = np.argsort(-final, kind="stable").tolist()
     cap = max(1, math.floor(k * rules.max_share_per_category))
     counts: Counter[str] = Counter()
     picked: list[int] = []
     deferred: list[int] = []
     for i in order:
-        meta = metadata.get(survivors[i].item_id, _UNKNOWN)
-        primary = meta.categories[0] if meta.categories else None
+        cats = survivors[i][1].categories
+        primary = cats[0] if cats else None
         if primary is not None and category is None and counts[primary] >= cap:
-            deferred.append(int(i))
+            deferred.append(i)
             continue
         counts[primary or ""] += 1
-        picked.append(int(i))
+        picked.append(i)
         if len(picked) == k:
             break
     picked += deferred[: k - len(picked)]
     return [
         Ranked(
-            item_id=survivors[i].item_id,
+            item_id=survivors[i][0].item_id,
             score=round(float(final[i]), 6),
-            title=metadata.get(survivors[i].item_id, _UNKNOWN).title,
-            categories=metadata.get(survivors[i].item_id, _UNKNOWN).categories,
-            reason=_reason(survivors[i], fresh[i], metadata),
+            title=survivors[i][1].title,
+            categories=survivors[i][1].categories,
+            reason=_reason(survivors[i][0], fresh[i], metadata),
         )
         for i in picked
     ]

@@ -302,8 +302,8 @@ class RecommendationService:
     def _impression(self, result: Recommendation, signed_in: bool) -> None:
         if not result.items:
             return
-        actor = {"user_id" if signed_in else "visitor_id": result.user_id}
-        event = Event(
+        # Built from values already validated (request params, model ids): skip re-validation.
+        event = Event.model_construct(
             event_id=f"imp-{result.rec_id}",
             event_type=EventType.IMPRESSION,
             timestamp=datetime.now(UTC),
@@ -312,7 +312,8 @@ class RecommendationService:
             rec_id=result.rec_id,
             model_version=result.model_version,
             source="api",
-            **actor,
+            user_id=result.user_id if signed_in else None,
+            visitor_id=None if signed_in else result.user_id,
         )
         try:
             self.sink.submit([event])

@@ -19,6 +19,7 @@ class Origin(IntEnum):
     NEIGHBOUR = 1  # similar to an item in the actor's history
     VECTOR = 2  # close to the actor's vector (kNN / ANN / category scan)
     POPULAR = 3  # popular in the model's training window
+    EXCLUDED = 4  # internal to merge: items the query excludes
 
 
 @dataclass(frozen=True)
@@ -68,26 +69,34 @@ class CandidateSource(Protocol):
         ...
 
 
-def merge(parts: Sequence[tuple[np.ndarray, Origin, np.ndarray | None]], limit: int) -> Candidates:
-    """Concatenate candidate parts in priority order, keep each item's first occurrence."""
-    items = [np.asarray(p[0], dtype=np.int64) for p in parts]
-    origins = [
-        np.full(len(i), int(o), dtype=np.int8) for i, (_, o, _) in zip(items, parts, strict=True)
-    ]
-    anchors = [
-        np.full(len(i), -1, dtype=np.int64) if a is None else np.asarray(a, dtype=np.int64)
-        for i, (_, _, a) in zip(items, parts, strict=True)
-    ]
-    if not items:
+def merge(
+    parts: Sequence[tuple[np.ndarray, Origin, np.ndarray | None]],
+    limit: int,
+    exclude: frozenset[int] = frozenset(),
+) -> Candidates:
+    """Concatenate candidate parts in priority order, keep each item's first occurrence.
+
+    Excluded items go in first, so one np.unique pass both deduplicates and drops them.
+    """
+    if exclude:
+        banned = np.fromiter(exclude, dtype=np.int64, count=len(exclude))
+        parts = [(banned, Origin.EXCLUDED, None), *parts]
+    if not parts:
         empty = np.empty(0, np.int64)
         return Candidates(empty, np.empty(0, np.int8), empty)
-    all_items = np.concatenate(items)
-    valid = all_items >= 0
-    all_items = all_items[valid]
-    _, first = np.unique(all_items, return_index=True)
-    first = np.sort(first)[:limit]
-    return Candidates(
-        all_items[first],
-        np.concatenate(origins)[valid][first],
-        np.concatenate(anchors)[valid][first],
+    items = np.concatenate([np.asarray(p[0], dtype=np.int64).reshape(-1) for p in parts])
+    origin = np.concatenate(
+        [np.full(np.asarray(p[0]).size, int(p[1]), dtype=np.int8) for p in parts]
     )
+    anchor = np.concatenate(
+        [
+            np.full(np.asarray(p[0]).size, -1, dtype=np.int64)
+            if p[2] is None
+            else np.asarray(p[2], dtype=np.int64).reshape(-1)
+            for p in parts
+        ]
+    )
+    _, first = np.unique(items, return_index=True)
+    first.sort()
+    keep = first[(items[first] >= 0) & (origin[first] != Origin.EXCLUDED)][:limit]
+    return Candidates(items[keep], origin[keep], anchor[keep])

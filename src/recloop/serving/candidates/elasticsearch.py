@@ -128,13 +128,7 @@ class ElasticsearchCandidates:
         parts = [(found[0], Origin.VECTOR, None)]
         if query.category is None:
             parts.append(popular)
-        merged = merge(parts, query.n + len(query.exclude))
-        keep = ~np.isin(merged.items, np.asarray(sorted(query.exclude), dtype=np.int64))
-        return Candidates(
-            merged.items[keep][: query.n],
-            merged.origin[keep][: query.n],
-            merged.anchor[keep][: query.n],
-        )
+        return merge(parts, query.n, exclude=query.exclude)
 
     def similar(self, model: ServedModel, item: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         if model.item_vectors is None:

@@ -53,8 +53,7 @@ class InProcessCandidates:
                 )
                 parts.append((found, Origin.VECTOR, None))
             parts.append((np.asarray(model.popular), Origin.POPULAR, None))
-        merged = merge(parts, limit=query.n + len(query.exclude))
-        return _drop(merged, query.exclude, query.n)
+        return merge(parts, limit=query.n, exclude=query.exclude)
 
     def _category_scan(
         self, model: ServedModel, query: CandidateQuery
@@ -74,10 +73,3 @@ class InProcessCandidates:
 
     def ping(self) -> None:
         return None
-
-
-def _drop(found: Candidates, exclude: frozenset[int], limit: int) -> Candidates:
-    if exclude:
-        keep = ~np.isin(found.items, np.fromiter(exclude, dtype=np.int64, count=len(exclude)))
-        found = Candidates(found.items[keep], found.origin[keep], found.anchor[keep])
-    return Candidates(found.items[:limit], found.origin[:limit], found.anchor[:limit])
