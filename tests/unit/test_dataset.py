@@ -139,6 +139,21 @@ def test_lake_window_streams_dedupes_and_records_the_snapshot(lake_uri: str) -> 
     assert data.snapshot.rows == 5
 
 
+def test_open_window_ends_with_the_newest_partition_and_config_roundtrips(lake_uri: str) -> None:
+    lake = Lake.from_uri(lake_uri)
+    events = [_event(1, "u1", "a", hours=0.5), _event(2, "u1", "b", hours=26.25)]
+    impression = Event(
+        event_id="e3", event_type="impression", timestamp=T0, user_id="u2", item_ids=["a", "b"]
+    )
+    lake.write_events(events_to_table([*events, impression]), "b1")
+    config = DatasetConfig({"click": 1.0, "impression": 5.0}, half_life_days=1.0)
+    data = from_lake(lake, None, None, config)
+    assert data.end == T0 + timedelta(hours=27)
+    assert data.user_ids.tolist() == ["u1"]  # an impression names no single item
+    assert sorted(data.ages.data.tolist()) == pytest.approx([0.03125, 1.10417], abs=1e-4)
+    assert DatasetConfig.from_dict(config.to_dict()) == config
+
+
 def test_id_maps_roundtrip_without_pickle(tmp_path: Path) -> None:
     data = from_table(_frame([("u1", "a", "click", 0), ("ü2", "b", "view", 1)]))
     data.save(tmp_path / "ds")
