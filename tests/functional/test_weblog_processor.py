@@ -504,3 +504,24 @@ def test_events_from_a_miswired_trigger_fail_loudly(
         invoke(aws_event(name))
     client, _ = s3_lake
     assert lake_keys(client) == {}
+
+
+def test_a_cold_start_builds_the_processor_from_the_environment(
+    s3_bucket: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, bucket = s3_bucket
+    monkeypatch.setenv("RECLOOP_LAKE_URI", f"s3://{bucket}/lake")
+    monkeypatch.setenv("RECLOOP_URL_RULES", '["^/p/(?P<item>[a-z0-9]+)$"]')
+    weblog.set_processor(None)
+    try:
+        lines = [access_line(1, path="/p/abc"), access_line(2, path="/items/x")]
+        event = kinesis_event([line.encode() for line in lines])
+        assert failures(weblog.handler(event, Context())) == []
+        processor = weblog._processor
+        assert processor is not None
+        assert weblog.handler(event, Context()) == {"batchItemFailures": []}
+        assert weblog._processor is processor  # created once per container
+    finally:
+        weblog.set_processor(None)
+    events = Lake.from_uri(f"s3://{bucket}/lake", s3_client=client).read_events()[0]
+    assert events.column("item_id").to_pylist() == ["abc"]  # the env's URL rules applied
