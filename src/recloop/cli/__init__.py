@@ -13,6 +13,7 @@ from recloop.cli import ingest as ingest_cli
 from recloop.cli import lake as lake_cli
 from recloop.cli import loop as loop_cli
 from recloop.cli import monitor as monitor_cli
+from recloop.cli import replay as replay_cli
 from recloop.cli import serve as serve_cli
 from recloop.cli import sim as sim_cli
 from recloop.cli import train as train_cli
@@ -32,6 +33,7 @@ imports_cli.register(app)
 demo_cli.register(app)
 monitor_cli.register(app)
 loop_cli.register(app)
+replay_cli.register(app)
 
 
 def main() -> None:
