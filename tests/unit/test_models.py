@@ -229,6 +229,19 @@ def test_als_fold_in_matches_implicit_recalculate_user() -> None:
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
 
 
+def test_als_cached_gram_follows_a_refit() -> None:
+    params = CASES["als"][1]
+    first, _ = _interactions(seed=0)
+    second, _ = _interactions(seed=1)
+    model = make("als", **params).fit(first)
+    model.user_vectors(_history([0, 1]))  # fills the cache from the first fit
+    model.fit(second)
+    fresh = make("als", **params).fit(second)
+    assert np.array_equal(
+        model.user_vectors(_history([0, 1])), fresh.user_vectors(_history([0, 1]))
+    )
+
+
 def test_ease_matches_its_closed_form() -> None:
     matrix, _ = _interactions()
     l2, dropout = 10.0, 0.25

@@ -53,18 +53,32 @@ def single_threaded_blas() -> Iterator[Any]:
         yield limits
 
 
+def item_gram(item_factors: np.ndarray) -> np.ndarray:
+    """YtY in float64: the part of every user's fold-in system that does not depend on them."""
+    factors = np.asarray(item_factors, dtype=np.float64)
+    gram: np.ndarray = factors.T @ factors
+    return gram
+
+
 def fold_in(
-    item_factors: np.ndarray, histories: sp.csr_matrix, regularization: float, alpha: float
+    item_factors: np.ndarray,
+    histories: sp.csr_matrix,
+    regularization: float,
+    alpha: float,
+    gram: np.ndarray | None = None,
 ) -> np.ndarray:
     """User factors that best explain each history given fixed item factors (implicit ALS).
 
     The exact least-squares solve implicit's `recalculate_user` does, in numpy, so it works on
     read-only memory-mapped factors: confidence c = alpha * weight, and for each user
-    x = (YtY + reg I + Yt (C - I) Y)^-1 Yt C p. An empty history gives a zero vector.
+    x = (YtY + reg I + Yt (C - I) Y)^-1 Yt C p. An empty history gives a zero vector. Pass
+    `gram` (item_gram of the same factors) to skip recomputing YtY: at 100k items x 64 factors
+    that product is ~100 ms, the solve for one user well under 1 ms.
     """
     factors = np.asarray(item_factors, dtype=np.float32)
     n_factors = factors.shape[1]
-    base = factors.T.astype(np.float64) @ factors + regularization * np.eye(n_factors)
+    yty = item_gram(factors) if gram is None else gram
+    base = yty + regularization * np.eye(n_factors)
     n = histories.shape[0]
     lhs = np.broadcast_to(base, (n, n_factors, n_factors)).copy()
     rhs = np.zeros((n, n_factors))

@@ -11,7 +11,13 @@ from typing import Any, Self
 import numpy as np
 import scipy.sparse as sp
 
-from recloop.training.models._common import fold_in, single_threaded_blas, thread_count, weigh
+from recloop.training.models._common import (
+    fold_in,
+    item_gram,
+    single_threaded_blas,
+    thread_count,
+    weigh,
+)
 from recloop.training.models.base import Recommender
 
 # Tuned on ML-100K (bench/train_quality.py): strong regularization matters most there
@@ -36,6 +42,8 @@ class ALS(Recommender):
     def __init__(self, **params: Any) -> None:
         super().__init__(**{**ALS_DEFAULTS, **params})
         self.item_factors = np.zeros((0, int(self.params["factors"])), dtype=np.float32)
+        # YtY, computed on first use and kept: every user vector needs it (see fold_in).
+        self._gram: np.ndarray | None = None
 
     def fit(self, interactions: sp.csr_matrix, ages: sp.csr_matrix | None = None) -> Self:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -53,18 +61,23 @@ class ALS(Recommender):
             )
             model.fit(weighted, show_progress=False)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        self._gram = None
         self.n_items = interactions.shape[1]
         return self
 
     def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
         histories = weigh(self._histories(histories), self.params["weighting"])
-        with single_threaded_blas():
-            return fold_in(
-                self.item_factors,
-                histories,
-                float(self.params["regularization"]),
-                float(self.params["alpha"]),
-            )
+        if self._gram is None:
+            self._gram = item_gram(self.item_factors)
+        # No threadpool_limits here: it inspects the loaded libraries on every call (~1 ms),
+        # more than the 64 x 64 solves it would govern.
+        return fold_in(
+            self.item_factors,
+            histories,
+            float(self.params["regularization"]),
+            float(self.params["alpha"]),
+            gram=self._gram,
+        )
 
     def score(self, user_vectors: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         factors = self.item_factors if items is None else self.item_factors[np.asarray(items)]
@@ -79,3 +92,4 @@ class ALS(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.item_factors = arrays["item_factors"]
+        self._gram = None
