@@ -39,7 +39,7 @@ def test_lists_are_computed_once_and_shared(als_dir: Path) -> None:
     stamp = (als_dir / LISTS_DIR / "neighbours.npy").stat().st_mtime_ns
     second = load_served_model(als_dir, "1")
     assert (als_dir / LISTS_DIR / "neighbours.npy").stat().st_mtime_ns == stamp
-    assert isinstance(second.neighbours, np.memmap)  # workers share the page cache
+    assert isinstance(second.neighbours.base, np.memmap)  # workers share the page cache
     np.testing.assert_array_equal(first.neighbours, second.neighbours)
     assert first.neighbours.shape == (45, 50)
 

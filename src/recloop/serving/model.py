@@ -137,9 +137,10 @@ def load_served_model(
         bundle=bundle,
         version=version,
         folder=folder,
-        neighbours=arrays["neighbours"],
-        neighbour_scores=arrays["neighbour_scores"],
-        popular=arrays["popular"],
+        # Plain ndarray views of the maps: indexing a np.memmap object is several times slower.
+        neighbours=np.asarray(arrays["neighbours"]),
+        neighbour_scores=np.asarray(arrays["neighbour_scores"]),
+        popular=np.asarray(arrays["popular"]),
         item_vectors=None if vectors is None else np.asarray(vectors),
         ivf=ivf,
         category_items=_category_items(bundle, catalogue or {}),

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
 from recloop.config import Settings
 from recloop.errors import ConfigError
 from recloop.serving.candidates.base import CandidateSource
@@ -45,6 +47,7 @@ class Runtime:
     _watch_task: asyncio.Task[None] | None = None
     _last_lazy_load: float = 0.0
     _info_labels: tuple[str, str] | None = None
+    _blas_limits: Any = None
 
     def __post_init__(self) -> None:
         timeout = self.settings.backend_timeout_ms / 1000.0
@@ -105,6 +108,9 @@ class Runtime:
 
     async def start(self) -> None:
         """Start the sink thread, load the champion, then poll the registry in the background."""
+        # Requests do small matrix products: BLAS threads would only contend with the other
+        # workers for the same cores.
+        self._blas_limits = threadpool_limits(limits=1)
         self.sink.start()
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.check_once)
@@ -124,6 +130,9 @@ class Runtime:
             self._watch_task = None
         await asyncio.to_thread(self.sink.close, 5.0)
         self.features.close()
+        if self._blas_limits is not None:  # tests run many apps in one process
+            self._blas_limits.restore_original_limits()
+            self._blas_limits = None
 
 
 def warm(model: ServedModel) -> None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from recloop.events import Event, EventType
+from recloop.events import SCHEMA_VERSION, Context, Event, EventType
 from recloop.serving.candidates.base import CandidateQuery, CandidateSource, Origin
 from recloop.serving.candidates.ivf import top_indices
 from recloop.serving.errors import BackendError, ModelNotReadyError, SinkFullError
@@ -33,6 +33,8 @@ from recloop.serving.sinks import EventSink
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_ORIGINS = {int(o): o for o in Origin}
+_NO_CONTEXT = Context()
 
 HISTORY_LIMIT = 50
 N_CANDIDATES = 300
@@ -205,7 +207,7 @@ class RecommendationService:
             Scored(
                 item_id=ids[item],
                 score=score,
-                origin=Origin(origin),
+                origin=_ORIGINS[origin],
                 anchor_id=ids[anchor] if anchor >= 0 else None,
             )
             for item, score, origin, anchor in zip(
@@ -314,6 +316,11 @@ class RecommendationService:
             source="api",
             user_id=result.user_id if signed_in else None,
             visitor_id=None if signed_in else result.user_id,
+            # Every field given: model_construct deep-copies the defaults it fills in.
+            item_id=None,
+            session_id=None,
+            context=_NO_CONTEXT,
+            schema_version=SCHEMA_VERSION,
         )
         try:
             self.sink.submit([event])
