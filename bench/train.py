@@ -150,6 +150,7 @@ def child_bare(registry_uri: str, run_id: str) -> dict[str, Any]:
     matrix_mb = (matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes) / 2**20
     return {
         "wall": wall,
+        "cpu": cpu,
         "peak_rss_mb": _rss_mb(),
         "import_rss_mb": baseline,
         "matrix_mb": matrix_mb,
@@ -220,6 +221,7 @@ def main() -> None:
         "fits": e2e["fits"],
         "bare_fit_seconds": round(bare["wall"], 2),
         "timings": {k: round(v, 2) for k, v in record.timings.items()},
+        "peak_rss_mb_after": record.peak_rss_mb,
         "holdout_recall@10": round(e2e["holdout"]["recall@10"], 4),
         "popularity_recall@10": round(e2e["holdout"]["popularity_recall@10"], 4),
         "e2e_peak_rss_mb": round(e2e["peak_rss_mb"]),

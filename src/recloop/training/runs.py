@@ -59,6 +59,8 @@ class RunRecord:
     snapshot: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # The process's peak RSS (MB) at the end of each timed stage: where memory went.
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -126,6 +128,7 @@ class Run:
         finally:
             elapsed = time.perf_counter() - start
             self.record.timings[stage] = self.record.timings.get(stage, 0.0) + elapsed
+            self.record.peak_rss_mb[stage] = _peak_rss_mb()
 
     @property
     def log_lines(self) -> list[str]:
@@ -318,6 +321,15 @@ class RunTracker:
             return self.store.get(f"runs/{run_id}/run.log").decode()
         except LakeError as exc:
             raise NotFoundError(f"no log for run {run_id!r} in {self.store.uri}") from exc
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def new_run_id() -> str:

@@ -96,9 +96,11 @@ def _compact(parts: list[pa.Table]) -> pd.DataFrame:
             }
         )
     table = pa.concat_tables(parts).combine_chunks()
-    first = ~pd.Series(table.column("event_id").to_numpy(zero_copy_only=False)).duplicated()
-    if not first.all():
-        table = table.filter(pa.array(first.to_numpy()))
+    # First copy of each event id, by Arrow's hash grouping (no Python string per event).
+    rows = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype=np.int64)))
+    first = rows.group_by("event_id", use_threads=False).aggregate([("_row", "min")])
+    if first.num_rows < table.num_rows:
+        table = table.take(np.sort(first.column("_row_min").to_numpy()))
     columns = {
         name: pc.dictionary_encode(table.column(name)).combine_chunks().to_pandas()
         for name in ("actor", "item", "event_type")
