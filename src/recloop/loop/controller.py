@@ -165,9 +165,11 @@ class RetrainLoop:
         if champion is None:
             self._retrain(result, "no_champion", None, {"reason": "nothing is approved yet"})
             return result
-        if self._guard_open(champion, now):
+        guarding = self._guard_open(champion, now)
+        if guarding:
             self._guard(result, champion)
-            return result
+            if any(d.action is Action.ROLLBACK for d in result.decisions):
+                return result
         info = self._model_info(champion, now)
         report = run_checks(self.lake, info, now, self.config.monitor)
         result.report = report
@@ -183,7 +185,8 @@ class RetrainLoop:
                 )
             )
         triggers = report.triggers()
-        if not triggers:
+        if not triggers or guarding:
+            # A champion in its guard window is judged by the guard, not retrained.
             return result
         last = self._last(Action.RETRAIN)
         if last is not None and now - last.at < self.config.cooldown:

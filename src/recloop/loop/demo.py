@@ -81,6 +81,9 @@ class DemoConfig:
     holdout: float = 12.0
     half_life: float = 8.0
     sabotage: bool = False
+    # With --sabotage the shift is milder: the old champion stays a sound fallback, which is
+    # when rolling a bad challenger back (rather than forward) is the right call.
+    sabotage_shift_strength: float = 0.6
     family: str = "als"
     params: dict[str, Any] = field(
         default_factory=lambda: {"factors": 12, "regularization": 0.2, "iterations": 8}
@@ -96,13 +99,14 @@ class DemoConfig:
             n_users=500,
             n_items=400,
             history_days=2.0,
-            pre_shift=12.0,
+            pre_shift=10.0,
             current=6.0,
             baseline=8.0,
             min_impressions=90,
-            guard_window=8.0,
+            guard_window=7.0,
+            silence=3.0,
             retrain_window=48.0,
-            after_recovery=8.0,
+            after_recovery=4.0,
             budget=90.0,
         )
         return replace(base, **overrides)
@@ -432,7 +436,8 @@ class Demo:
                 self.phase = "tastes shifted, new content"
 
                 def shift(world_now: datetime) -> None:
-                    world.shift_tastes(world_now, cfg.shift_strength)
+                    strength = cfg.sabotage_shift_strength if cfg.sabotage else cfg.shift_strength
+                    world.shift_tastes(world_now, strength)
                     new = world.add_content(cfg.new_items, world_now)
                     self._publish(world, timeline, new)
 

@@ -223,3 +223,37 @@ def train_and_gate(
     seconds = (datetime.now(UTC) - started).total_seconds()
     log.info("challenger v%s: %s (%.1f s)", version.version, decision.reason, seconds)
     return TrainOutcome(version, decision, run.run_id, dict(ours.metrics), (start, end), seconds)
+
+
+def gate_version(
+    lake: Lake,
+    registry: ModelRegistry,
+    version: str,
+    spec: TrainSpec,
+    gate: GateConfig,
+    now: datetime | None = None,
+) -> tuple[ModelVersion, GateDecision]:
+    """Gate an already registered, still pending version against the champion and apply it.
+
+    The promote Lambda's path when a training job registered its model without deciding: both
+    are scored on the lake's latest holdout (organic clicks), as `train_and_gate` does.
+    """
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    start, split = end - spec.window, end - spec.holdout
+    champion = registry.champion()
+    if champion is not None and champion.version == version:
+        raise LoopError(f"version {version} is already the champion")
+    with tempfile.TemporaryDirectory(prefix="recloop-gate-") as tmp:
+        train = from_lake(lake, start, split, spec.dataset)
+        if train.nnz == 0:
+            raise LoopError(f"no interactions in the lake between {start} and {split}")
+        test = organic_test(lake, train, split, end, spec.test_types)
+        ours_bundle = ModelBundle.load(registry.download(version, Path(tmp) / "challenger"))
+        current = None
+        if champion is not None:
+            current = ModelBundle.load(registry.download(champion.version, Path(tmp) / "champion"))
+        challenger = BundleOnItems(ours_bundle, train.item_ids)
+        ours, theirs, name = _evaluate_pair(challenger, current, train, test, spec)
+    context = {"train_start": start.isoformat(), "split": split.isoformat(), "end": end.isoformat()}
+    decision = decide(ours, theirs, name, gate, context)
+    return apply(registry, version, decision), decision

@@ -1,0 +1,279 @@
+"""The retrain loop on a real lake, registry and decision log (no HTTP): every decision it takes.
+
+A small seeded world's two days of behaviour are ingested; impressions and clicks of the served
+models are written through the ingest path with chosen click-through rates, so each test knows
+what the loop must decide.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from recloop.events import Event, EventType
+from recloop.ingest import Ingestor
+from recloop.lake import Lake
+from recloop.loop import GuardConfig, LoopConfig, RetrainLoop, TrainSpec, train_and_gate
+from recloop.monitoring import MonitorConfig
+from recloop.monitoring.decisions import Action, DecisionLog
+from recloop.registry import ModelStatus, registry_from_uri
+from recloop.registry.gate import GateConfig
+from recloop.sim import World, WorldConfig
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def _config(**overrides: object) -> LoopConfig:
+    monitor = MonitorConfig(
+        current=timedelta(minutes=10),
+        baseline=timedelta(minutes=30),
+        attribution=timedelta(minutes=1),
+        min_impressions=100,
+        alpha=0.01,
+        min_relative_drop=0.15,
+        silence=timedelta(minutes=5),
+        max_model_age=timedelta(days=30),
+    )
+    train = TrainSpec(
+        family="als",
+        params={"factors": 8, "iterations": 6, "regularization": 0.2, "random_state": 0},
+        window=timedelta(days=3),
+        holdout=timedelta(hours=12),
+        eval_users=500,
+        test_types=("view", "click"),
+    )
+    guard = GuardConfig(
+        window=timedelta(minutes=30),
+        min_impressions=100,
+        alpha=0.05,
+        min_relative_loss=0.15,
+        reference=timedelta(minutes=20),
+    )
+    config = LoopConfig(
+        monitor,
+        train,
+        GateConfig(bootstrap_samples=200),
+        guard,
+        cooldown=timedelta(minutes=10),
+        baseline_from_promotion=False,
+    )
+    return replace(config, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lake with two days of a world's behaviour (ending 2 h ago), built once per module."""
+    root = tmp_path_factory.mktemp("loop-template")
+    world = World(
+        WorldConfig(
+            seed=3,
+            start=NOW - timedelta(days=2, hours=2),
+            n_users=250,
+            n_items=150,
+            n_visitors=0,
+            n_bots=0,
+            sessions_per_user_day=3.0,
+            views_per_session=5.0,
+            taste_weight=8.0,
+        )
+    )
+    records = world.generate(world.start, NOW - timedelta(hours=2)).tracker_records()
+    Ingestor(Lake.from_uri((root / "lake").as_uri())).ingest_events(records, "history")
+    return root
+
+
+@pytest.fixture
+def site(template: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    shutil.copytree(template, root)
+    return root
+
+
+def _loop(root: Path, config: LoopConfig | None = None) -> RetrainLoop:
+    return RetrainLoop(
+        Lake.from_uri((root / "lake").as_uri()),
+        registry_from_uri((root / "registry").as_uri()),
+        DecisionLog((root / "decisions.jsonl").as_uri()),
+        config or _config(),
+        cache_dir=root / "cache",
+    )
+
+
+def _served(
+    root: Path,
+    version: str,
+    start: datetime,
+    end: datetime,
+    n: int,
+    ctr: float,
+    seed: int,
+) -> None:
+    """`n` impressions of `version` spread over [start, end), a share `ctr` of them clicked."""
+    rng = np.random.default_rng(seed)
+    stamps = start + (end - start) * np.sort(rng.random(n))
+    events = []
+    for k, at in enumerate(stamps):
+        rec = f"r{version}-{seed}-{k}"
+        user = f"u{int(rng.integers(0, 250)):05d}"
+        items = [f"i{int(i):05d}" for i in rng.choice(150, size=5, replace=False)]
+        events.append(
+            Event(
+                event_id=f"imp-{rec}",
+                event_type=EventType.IMPRESSION,
+                timestamp=at,
+                user_id=user,
+                item_ids=items,
+                rec_id=rec,
+                model_version=version,
+            )
+        )
+        if rng.random() < ctr:
+            events.append(
+                Event(
+                    event_id=f"clk-{rec}",
+                    event_type=EventType.CLICK,
+                    timestamp=at + timedelta(seconds=5),
+                    user_id=user,
+                    item_id=items[0],
+                    rec_id=rec,
+                    model_version=version,
+                )
+            )
+    Ingestor(Lake.from_uri((root / "lake").as_uri())).ingest_events(events, f"served-{seed}")
+
+
+def test_the_first_pass_trains_a_first_model_that_must_beat_popularity(site: Path) -> None:
+    loop = _loop(site)
+
+    step = loop.step(NOW - timedelta(hours=2))
+
+    assert step.actions() == ["retrain", "promote"]
+    retrain, promote = step.decisions
+    assert retrain.trigger == "no_champion"
+    assert promote.evidence["incumbent"] == "popularity"
+    assert promote.evidence["bootstrap"]["lower"] > 0
+    champion = loop.registry.champion()
+    assert champion is not None and champion.version == promote.model_version
+    logged = DecisionLog((site / "decisions.jsonl").as_uri()).list()
+    assert [d.action for d in logged] == [Action.RETRAIN, Action.PROMOTE]
+
+
+def test_an_engagement_drop_triggers_a_retrain_gated_against_the_champion(site: Path) -> None:
+    loop = _loop(site)
+    loop.step(NOW - timedelta(hours=2))
+    _served(site, "1", NOW - timedelta(minutes=50), NOW - timedelta(minutes=11), 500, 0.5, 1)
+    _served(site, "1", NOW - timedelta(minutes=11), NOW - timedelta(minutes=1), 300, 0.2, 2)
+
+    step = loop.step(NOW)
+
+    actions = step.actions()
+    assert actions[0] == "alarm" and step.decisions[0].trigger == "engagement_drop"
+    drop = step.decisions[0].evidence["evidence"]
+    assert drop["current"]["ctr"] < drop["baseline"]["ctr"]
+    assert "retrain" in actions
+    retrain = next(d for d in step.decisions if d.action is Action.RETRAIN)
+    assert retrain.trigger == "engagement_drop" and retrain.previous_version == "1"
+    verdict = step.decisions[-1]
+    assert verdict.action in (Action.PROMOTE, Action.REJECT)
+    assert verdict.evidence["incumbent"] == "champion v1"
+    assert verdict.evidence["retrain_trigger"] == "engagement_drop"
+    assert loop.registry.get(verdict.model_version or "").status in (
+        ModelStatus.APPROVED,
+        ModelStatus.REJECTED,
+    )
+    # The drop is still there a minute later, but a retrain ran moments ago: hold.
+    again = loop.step(NOW + timedelta(minutes=1))
+    if verdict.action is Action.REJECT:
+        assert "hold" in again.actions()
+        assert any("cooldown" in d.detail for d in again.decisions)
+
+
+def _promoted_v2(site: Path, loop: RetrainLoop, at: datetime) -> None:
+    """A second version approved by the loop at `at` over v1 (as a gated retrain would)."""
+    outcome = train_and_gate(
+        loop.lake, loop.registry, loop.config.train, loop.config.gate, at, apply_decision=False
+    )
+    assert outcome.version.version == "2"
+    loop.registry.approve("2", "test: approved as the loop would", {})
+    loop.decisions.record(
+        Action.PROMOTE, "gate", model_version="2", previous_version="1", at=at, detail="test"
+    )
+
+
+def test_a_new_champion_that_loses_online_is_rolled_back_in_its_guard_window(
+    site: Path,
+) -> None:
+    loop = _loop(site)
+    loop.step(NOW - timedelta(hours=2))
+    promoted = NOW - timedelta(minutes=25)
+    _promoted_v2(site, loop, promoted)
+    _served(site, "1", promoted - timedelta(minutes=20), promoted, 400, 0.5, 3)
+    _served(site, "2", promoted, NOW - timedelta(minutes=1), 400, 0.2, 4)
+
+    step = loop.step(NOW)
+
+    assert step.actions() == ["rollback"]
+    rollback = step.decisions[0]
+    assert rollback.model_version == "2" and rollback.previous_version == "1"
+    assert rollback.evidence["p_value"] < 0.05
+    assert rollback.evidence["champion"]["ctr"] < rollback.evidence["previous"]["ctr"]
+    assert loop.registry.champion().version == "1"  # type: ignore[union-attr]
+    assert loop.registry.get("2").status is ModelStatus.REJECTED
+    # The guard is closed: the next pass monitors v1 again and decides nothing more about v2.
+    assert "rollback" not in loop.step(NOW + timedelta(minutes=1)).actions()
+
+
+def test_a_new_champion_that_holds_up_passes_its_guard_window(site: Path) -> None:
+    loop = _loop(site)
+    loop.step(NOW - timedelta(hours=2))
+    promoted = NOW - timedelta(minutes=35)
+    _promoted_v2(site, loop, promoted)
+    _served(site, "1", promoted - timedelta(minutes=20), promoted, 300, 0.4, 5)
+    _served(site, "2", promoted, NOW - timedelta(minutes=1), 500, 0.42, 6)
+
+    step = loop.step(NOW)
+
+    assert step.actions() == ["hold"]
+    assert step.decisions[0].trigger == "guard_window"
+    assert step.decisions[0].detail.startswith("guard passed")
+    assert loop.registry.champion().version == "2"  # type: ignore[union-attr]
+
+
+def test_a_silent_stream_raises_its_alarm_and_holds_a_due_retrain(site: Path) -> None:
+    loop = _loop(site)
+    loop.step(NOW - timedelta(hours=2))
+    monitor = MonitorConfig(silence=timedelta(minutes=5), max_model_age=timedelta(minutes=30))
+    loop.config = _config(monitor=monitor)
+
+    step = loop.step(NOW + timedelta(hours=1))  # the last event is three hours old
+
+    alarms = {d.trigger for d in step.decisions if d.action is Action.ALARM}
+    assert {"silent_stream", "stale_model"} <= alarms
+    assert "retrain" not in step.actions()
+    hold = step.decisions[-1]
+    assert hold.action is Action.HOLD and "silent" in hold.detail
+
+
+def test_loop_history_lists_the_decisions(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recloop.cli import app
+    from recloop.config import get_settings
+
+    _loop(site).step(NOW - timedelta(hours=2))
+    monkeypatch.setenv("RECLOOP_REGISTRY_URI", (site / "registry").as_uri())
+    monkeypatch.setenv("RECLOOP_MONITOR_DECISION_LOG_URI", (site / "decisions.jsonl").as_uri())
+    get_settings.cache_clear()
+
+    result = CliRunner().invoke(app, ["loop", "history", "--json"])
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [d["action"] for d in payload["decisions"]] == ["retrain", "promote"]
+    bad = CliRunner().invoke(app, ["loop", "history", "--action", "explode"])
+    assert bad.exit_code == 2 and "unknown action" in bad.output
