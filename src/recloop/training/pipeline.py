@@ -40,7 +40,6 @@ from recloop.training.bundle import BundleMeta, ModelBundle
 from recloop.training.evaluation import EvalResult, evaluate
 from recloop.training.models import FAMILIES, ModelError, Recommender, make
 from recloop.training.runs import Run, RunRecord, RunTracker
-from recloop.training.window import EventWindow
 
 log = logging.getLogger(__name__)
 
@@ -208,24 +207,18 @@ def _train(
     families = list(options.families) or default_families()
     fits = 0
 
-    with run.timer("data.read"):
-        say("reading the lake window", 0, 1)
-        events = EventWindow.read(lake, window.since, window.until)
-    run.set_snapshot(events.snapshot)
-    log.info("read %d events from %d objects", events.events, len(events.snapshot.objects))
-    if events.events == 0:
-        raise TrainError(f"the lake {lake.uri} has no usable events in the window")
-
     # 1. search on the validation window (skipped when there is nothing to choose between)
     trials: list[Trial] = []
     candidates = {f: candidate_params(f, options) for f in families}
     if sum(len(c) for c in candidates.values()) > 1:
         with run.timer("data.search"):
-            search_train = events.interactions(window.since, window.validation_start, config)
-            validation = events.clicks(window.validation_start, window.holdout_start, search_train)
+            say("reading the search window", 0, 1)
+            part = ds.split_lake_window(
+                lake, window.since, window.validation_start, window.holdout_start, config
+            )
         with run.timer("search"):
-            trials = _search(candidates, search_train, validation, options, say)
-        del search_train, validation
+            trials = _search(candidates, part.train, part.validation, options, say)
+        del part
         fits += sum(1 for t in trials if t.error is None)
         run.set_result("search", [asdict(t) for t in trials])
         family, params = _best(trials, options.metric)
@@ -235,9 +228,15 @@ def _train(
     log.info("chosen %s %s", family, params)
 
     # 2. the holdout: the challenger, popularity and the champion on the same users
-    with run.timer("data.holdout"):
-        train_part = events.interactions(window.since, window.holdout_start, config)
-        holdout = events.clicks(window.holdout_start, window.until, train_part)
+    # One streaming pass over the window: before the holdout, the holdout's clicks, everything.
+    with run.timer("data.read"):
+        say("reading the lake window", 0, 1)
+        split = ds.split_lake_window(lake, window.since, window.holdout_start, window.until, config)
+    full, train_part, holdout = split.full, split.train, split.validation
+    del split
+    if full.snapshot is not None:
+        run.set_snapshot(full.snapshot)
+        log.info("read %d events from %d objects", full.events_read, len(full.snapshot.objects))
     with run.timer("fit.holdout"):
         say(f"fitting {family} for the holdout", 0, 1)
         challenger_model = _fit(family, params, train_part)
@@ -260,10 +259,6 @@ def _train(
     del challenger_model, train_part, holdout
 
     # 3. the refit on the whole window, the bundle, the registry
-    with run.timer("data.full"):
-        full = events.interactions(window.since, window.until, config)
-        full.snapshot = events.snapshot
-    del events
     with run.timer("fit.refit"):
         say(f"refitting {family} on the whole window", 0, 1)
         model = _fit(family, params, full)
