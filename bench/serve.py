@@ -235,25 +235,38 @@ def main() -> None:
         health = wrk(url + "/healthz", args.seconds)
         recs = wrk(url + "/", args.seconds, script)
         half = hey_fixed_rate(url, recs["rps"] / 2, args.seconds, args.users)
-        swaps: dict[str, float] = {}
-        new_versions = []
-        swapper_done = threading.Event()
-
-        def swapper() -> None:
-            for seed in (1, 2, 3):
-                bundle = synthetic_bundle(
-                    root / f"b{seed}", args.items, args.users, args.factors, seed
-                )
+        # Hot swaps under the same fixed rate: 3 new champions, each waited for until served.
+        swap_seconds: list[float] = []
+        new_versions: list[str] = []
+        bundles = [
+            synthetic_bundle(root / f"b{seed}", args.items, args.users, args.factors, seed)
+            for seed in (1, 2, 3)
+        ]
+        swap_window = args.seconds * 6
+        load: dict[str, dict[str, float]] = {}
+        loader = threading.Thread(
+            target=lambda: load.update(
+                swaps=hey_fixed_rate(url, recs["rps"] / 2, swap_window, args.users)
+            )
+        )
+        loader.start()
+        time.sleep(1)
+        with httpx.Client(base_url=url) as client:
+            for bundle in bundles:
                 v = registry.register(bundle, {}, None).version
                 registry.approve(v, "bench swap")
                 new_versions.append(v)
-                time.sleep(args.seconds / 4)
-            swapper_done.set()
-
-        thread = threading.Thread(target=swapper)
-        thread.start()
-        swaps = hey_fixed_rate(url, recs["rps"] / 2, args.seconds * 2, args.users)
-        thread.join()
+                started = time.monotonic()
+                # Served once: the first worker swapped (the kernel may route every probe to
+                # the same worker, so both pids cannot be waited for here).
+                while time.monotonic() - started < swap_window:
+                    if client.get("/version").json()["model_version"] == v:
+                        break
+                    time.sleep(0.05)
+                swap_seconds.append(round(time.monotonic() - started, 2))
+                time.sleep(2)
+        loader.join()
+        swaps = load["swaps"]
         final_version = httpx.get(url + "/version").json()["model_version"]
         rss = worker_rss(port)
     shutil.rmtree(root, ignore_errors=True)
@@ -272,8 +285,10 @@ def main() -> None:
         "half_rate_rps": round(half["rps"]),
         "half_rate_p50_ms": round(half["p50_ms"], 2),
         "half_rate_p99_ms": round(half["p99_ms"], 2),
+        "swap_p50_ms": round(swaps["p50_ms"], 2),
         "swap_p99_ms": round(swaps["p99_ms"], 2),
         "swap_errors": swaps["errors"],
+        "swap_seconds": swap_seconds,
         "swapped_to": final_version,
         "expected_version": new_versions[-1] if new_versions else None,
         "model_arrays_mib": round(arrays_mib, 1),

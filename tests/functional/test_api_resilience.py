@@ -138,7 +138,7 @@ def test_events_and_impressions_reach_the_lake(world: TinyWorld, tmp_path: Path)
             "rec_id": rec["rec_id"],
         }
         assert client.post("/events", json={"events": [event]}).status_code == 202
-        assert client.app.state.runtime.sink.flush(5.0)  # type: ignore[attr-defined]
+        assert client.app.state.runtime.sink.flush(30.0)  # type: ignore[attr-defined]
     table, _ = Lake.from_uri((tmp_path / "lake").as_uri()).read_events()
     rows = table.to_pylist()
     kinds = {r["event_type"]: r for r in rows}

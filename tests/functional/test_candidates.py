@@ -119,6 +119,8 @@ class Cluster:
 
     def _get_alias(self, name: str) -> tuple[int, Any]:
         owners = self.aliases.get(name, set())
+        if not owners:  # what Elasticsearch answers for an alias no index holds
+            return 404, {"error": f"alias [{name}] missing", "status": 404}
         return 200, {index: {"aliases": {name: {}}} for index in owners}
 
     def _update_aliases(self, body: dict[str, Any]) -> tuple[int, Any]:

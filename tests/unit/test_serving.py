@@ -215,7 +215,7 @@ def test_kinesis_sink_puts_records_partitioned_by_actor() -> None:
         sink = KinesisEventSink(client, "events", linger_s=0.01)
         sink.start()
         sink.submit([view(n) for n in range(12)])
-        assert sink.flush(5.0)
+        assert sink.flush(30.0)
         sink.close()
         shard = client.describe_stream(StreamName="events")["StreamDescription"]["Shards"][0]
         iterator = client.get_shard_iterator(
@@ -244,6 +244,6 @@ def test_kinesis_sink_retries_only_the_failed_records() -> None:
     sink = KinesisEventSink(Throttled(), "events", linger_s=0.01)
     sink.start()
     sink.submit([view(n) for n in range(6)])
-    assert sink.flush(5.0)
+    assert sink.flush(30.0)
     sink.close()
     assert calls == [6, 3] and sink.delivered == 6 and sink.dropped == 0

@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 # How long a process without a model waits between on-request load attempts (Lambda).
 _LAZY_LOAD_EVERY = 5.0
-# A few catalogue reads at publish time; bounded so that huge catalogues do not stall a swap.
-_CATALOGUE_CHUNK = 5_000
+# Catalogue reads at publish time go in small chunks, each under the request deadline, retried.
+_CATALOGUE_CHUNK = 500
+_CATALOGUE_TRIES = 3
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Runtime:
         catalogue: dict[str, Any] = {}
         try:
             for start in range(0, len(ids), _CATALOGUE_CHUNK):
-                catalogue |= self.features.get_items(ids[start : start + _CATALOGUE_CHUNK])
+                catalogue |= self._catalogue_chunk(ids[start : start + _CATALOGUE_CHUNK])
         except Exception as exc:  # a catalogue outage must not block a model update
             log.warning("no item metadata for model %s: %s", version, exc)
         model = load_served_model(
@@ -88,6 +89,16 @@ class Runtime:
         self.candidates.publish(model)
         warm(model)
         return model
+
+    def _catalogue_chunk(self, ids: list[str]) -> dict[str, Any]:
+        for attempt in range(_CATALOGUE_TRIES):
+            try:
+                return self.features.get_items(ids)
+            except Exception:
+                if attempt == _CATALOGUE_TRIES - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        return {}
 
     def _swapped(self, model: ServedModel) -> None:
         self.metrics.model_swaps.inc()

@@ -164,7 +164,9 @@ class LakeEventSink(QueuedSink):
     """Embedded: each batch goes through the Ingestor into the lake."""
 
     def __init__(self, ingestor: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        # Large, lingering batches: one Parquet object per second or per 5000 events, not per
+        # burst. Small objects would cost the workers CPU and the lake its scan speed.
+        super().__init__(**{"batch_size": 5_000, "linger_s": 1.0, **kwargs})
         self.ingestor = ingestor
 
     def _deliver(self, batch: list[Event]) -> list[Event]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from recloop.serving.candidates.base import CandidateQuery, Candidates, Origin, merge
 from recloop.serving.errors import BackendError
@@ -105,7 +105,10 @@ class ElasticsearchCandidates:
                 }
 
     def _flip_alias(self, client: Any, index: str) -> None:
-        current = client.indices.get_alias(name=self.alias, ignore_unavailable=True)
+        try:
+            current = dict(client.indices.get_alias(name=self.alias))
+        except NotFoundError:  # the first publication: no index holds the alias yet
+            current = {}
         actions: list[dict[str, Any]] = [
             {"remove": {"index": old, "alias": self.alias}} for old in current if old != index
         ]
