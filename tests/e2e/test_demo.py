@@ -1,0 +1,63 @@
+"""`recloop demo --quick`: the whole loop over real HTTP on loopback, as CI runs it.
+
+A seeded world, the real API (uvicorn on 127.0.0.1), simulated users, a taste shift: the
+decisions the demo promises must happen. Seeded, but the users run in threads against a live
+server, so the assertions are on decisions and directions, not on exact figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recloop.cli import app
+from recloop.loop.demo import DemoConfig, run_demo
+from recloop.monitoring.decisions import Action, DecisionLog
+from recloop.registry import ModelStatus, registry_from_uri
+
+
+@pytest.mark.slow
+def test_the_quick_demo_detects_the_drop_retrains_promotes_and_recovers(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+
+    result = CliRunner().invoke(
+        app, ["demo", "--quick", "--json", "--root", str(root)], catch_exceptions=False
+    )
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["drop_detected"], summary
+    assert 0 <= summary["drop_detected_after_s"] <= summary["evidence_window_s"]
+    assert summary["retrains"] >= 1 and summary["promotions"] >= 1
+    assert summary["silent_stream_alarm"]
+    assert summary["ctr_after_shift"] < summary["ctr_before_shift"]
+    assert summary["ctr_recovered"] > summary["ctr_after_shift"]
+    assert summary["seconds"] < 120
+    # Every promotion is in the decision log with the gate's evidence, and serving used it.
+    log = DecisionLog((root / "decisions.jsonl").as_uri())
+    promotions = log.list(actions=[Action.PROMOTE])
+    assert len(promotions) == summary["promotions"] + 1  # + the first model
+    assert all(p.evidence["bootstrap"]["lower"] > 0 for p in promotions)
+    assert set(summary["impressions"]) >= {p.model_version for p in promotions[:2]}
+    page = Path(summary["dashboard"]).read_text()
+    assert "recloop demo" in page
+
+
+@pytest.mark.slow
+def test_a_sabotaged_challenger_is_rolled_back_in_its_guard_window(tmp_path: Path) -> None:
+    result = run_demo(DemoConfig.quick(sabotage=True), tmp_path / "demo")
+
+    assert result.rollbacks >= 1, result.summary()
+    registry = registry_from_uri((tmp_path / "demo" / "registry").as_uri())
+    rollback = DecisionLog((tmp_path / "demo" / "decisions.jsonl").as_uri()).list(
+        actions=[Action.ROLLBACK]
+    )[0]
+    # The sabotaged model had passed the offline gate, then lost online and was rejected.
+    assert registry.get(rollback.model_version or "").status is ModelStatus.REJECTED
+    assert rollback.evidence["champion"]["ctr"] < rollback.evidence["previous"]["ctr"]
+    assert rollback.evidence["p_value"] < 0.05
+    champion = registry.champion()
+    assert champion is not None and champion.version != rollback.model_version
