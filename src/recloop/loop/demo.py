@@ -77,6 +77,7 @@ class DemoConfig:
     silence: float = 4.0
     max_model_age: float = 24.0  # a world day: the stale-model detector retrains daily
     guard_window: float = 12.0
+    cooldown: float = 8.0  # between two retrains
     retrain_window: float = 48.0  # wall seconds of data a retrain reads
     holdout: float = 12.0
     half_life: float = 8.0
@@ -99,14 +100,15 @@ class DemoConfig:
             n_users=500,
             n_items=400,
             history_days=2.0,
-            pre_shift=10.0,
+            pre_shift=8.0,
             current=6.0,
             baseline=8.0,
             min_impressions=90,
-            guard_window=7.0,
-            silence=3.0,
+            guard_window=6.0,
+            silence=2.5,
+            cooldown=4.0,
             retrain_window=48.0,
-            after_recovery=4.0,
+            after_recovery=2.0,
             budget=90.0,
         )
         return replace(base, **overrides)
@@ -165,7 +167,7 @@ class DemoConfig:
             spec,
             gate,
             guard,
-            cooldown=timedelta(seconds=self.current),
+            cooldown=timedelta(seconds=self.cooldown),
             # Users use up what they like best, so CTR decays slowly under any model: the
             # demo compares each window with the one just before it.
             baseline_from_promotion=False,
