@@ -71,8 +71,10 @@ class EASE(Recommender):
 
     def score(self, user_vectors: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
         weights = self.weights if items is None else self.weights[:, np.asarray(items)]
-        scores: np.ndarray = np.asarray(user_vectors, dtype=np.float32) @ weights
-        return scores
+        # Only the rows of B for items in the histories contribute: a sparse x dense product
+        # costs nnz(histories) x n instead of users x n x n.
+        scores = sp.csr_matrix(user_vectors, dtype=np.float32) @ weights
+        return np.asarray(scores, dtype=np.float32)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights}
