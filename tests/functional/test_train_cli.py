@@ -213,3 +213,16 @@ def test_bad_input_is_a_one_line_error_with_exit_2(
     result = runner.invoke(app, scoped)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_sagemaker_backend_names_what_is_missing_before_calling_aws(
+    uris: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECLOOP_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/train")
+    result = runner.invoke(app, ["train", "--backend", "sagemaker", "--model", "als", *uris])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())  # rich wraps long lines
+    assert "launching" not in text
+    for missing in ("training image", "s3:// lake", "s3:// output", "registry the job can reach"):
+        assert missing in text
+    assert "role" not in text.split("needs", 1)[1]

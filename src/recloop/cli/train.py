@@ -134,6 +134,7 @@ def _train_sagemaker(
     from recloop.training.sagemaker import LaunchConfig, launch
 
     config = LaunchConfig.from_settings(lake_uri=lake, registry_uri=registry_uri)
+    config.validate()
     console.print(f"launching a SageMaker training job on {config.instance_type} ...")
     result = launch(options, config, wait=wait, logs=wait)
     payload = {
