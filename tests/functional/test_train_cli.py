@@ -226,3 +226,13 @@ def test_sagemaker_backend_names_what_is_missing_before_calling_aws(
     for missing in ("training image", "s3:// lake", "s3:// output", "registry the job can reach"):
         assert missing in text
     assert "role" not in text.split("needs", 1)[1]
+
+
+def test_train_on_an_empty_lake_or_a_too_short_window_is_a_clear_error(
+    tmp_path: Path, uris: list[str]
+) -> None:
+    empty = ["--lake", (tmp_path / "empty").as_uri(), "--registry", (tmp_path / "r").as_uri()]
+    result = runner.invoke(app, ["train", *empty])
+    assert result.exit_code == 2 and "no events" in result.output
+    short = runner.invoke(app, ["train", "--since", "2026-01-10", "--until", "2026-01-15", *uris])
+    assert short.exit_code == 2 and "too short" in " ".join(short.output.split())

@@ -118,3 +118,18 @@ def test_a_sagemaker_registry_mirrors_runs_into_experiments() -> None:
         assert names == {"recall@10", "ndcg@10"}
         listed = sm.list_trial_components(TrialName="r-sm")["TrialComponentSummaries"]
         assert [c["TrialComponentName"] for c in listed] == ["r-sm"]
+
+
+def test_a_failing_experiments_mirror_does_not_fail_the_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with mock_aws():
+        sm = boto3.client("sagemaker", region_name="us-east-1")
+        # No trial component can be created for metrics on a component that does not exist:
+        # a metrics client in another region sees none, so BatchPutMetrics reports errors.
+        metrics = boto3.client("sagemaker-metrics", region_name="eu-west-1")
+        tracker = RunTracker(LocalStore(tmp_path / "reg"), SageMakerExperiments("x", sm, metrics))
+        with caplog.at_level(logging.WARNING), tracker.start({}, run_id="r-mirror") as run:
+            run.log_metrics({"recall@10": 0.1})
+    assert tracker.get("r-mirror").status == "succeeded"
+    assert "not mirrored" in caplog.text

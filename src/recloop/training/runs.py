@@ -299,7 +299,12 @@ class RunTracker:
         if not self.store.put_if_absent(f"{base}/run.json", payload):
             raise RunError(f"run {record.run_id} is already recorded in {self.store.uri}")
         if self.experiments is not None:
-            self.experiments.record(record)
+            # The record above is the source of truth; a failed mirror must not fail (or mask
+            # the error of) a run whose model may already be registered.
+            try:
+                self.experiments.record(record)
+            except RunError as exc:
+                log.warning("run %s not mirrored to SageMaker Experiments: %s", record.run_id, exc)
 
     def list(self) -> list[RunRecord]:
         """Every recorded run, oldest first."""
