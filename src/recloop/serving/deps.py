@@ -1,4 +1,8 @@
-"""FastAPI dependencies as Annotated aliases; tests swap them with app.dependency_overrides."""
+"""FastAPI dependencies as Annotated aliases; tests swap them with app.dependency_overrides.
+
+All are `async def`: FastAPI runs a plain `def` dependency in its thread pool, and a thread hop
+per dependency cost more than the whole recommendation.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from recloop.serving.service import RecommendationService
 _bearer = HTTPBearer(auto_error=False, description="only when RECLOOP_API_TOKEN is set")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The Runtime the app was created with."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -30,7 +34,7 @@ async def get_service(runtime: RuntimeDep) -> RecommendationService:
     return runtime.service
 
 
-def require_token(
+async def require_token(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
