@@ -188,7 +188,15 @@ def test_train_with_every_family_prints_readable_tables(uris: list[str]) -> None
         ],
     )
     assert result.exit_code == 0, result.output
-    for text in ("search (validation window)", "als", "itemknn", "ease", "holdout", "gate:"):
+    for text in (
+        "search (validation window)",
+        "recall@10",
+        "als",
+        "itemknn",
+        "ease",
+        "holdout",
+        "gate:",
+    ):
         assert text in result.output
 
 

@@ -154,19 +154,21 @@ def _train_sagemaker(
 
 def _print_training(result: Any) -> None:
     if result.trials:
-        table = Table(title="search (validation window)")
-        for column in ("family", "params", "recall@K", "ndcg@K", "fit s", "note"):
-            table.add_column(
-                column, justify="left" if column in ("family", "params", "note") else "right"
-            )
-        for trial in sorted(result.trials, key=lambda t: -t.metrics.get(_metric(result), -1)):
-            metric = _metric(result)
-            ndcg = metric.replace("recall", "ndcg") if metric.startswith("recall") else metric
+        metric = _metric(result)
+        other = f"ndcg@{metric.partition('@')[2]}" if not metric.startswith("ndcg") else ""
+        table = Table(title="search (validation window), best first")
+        for column in ("family", "params", metric, other, "fit s", "note"):
+            if column:
+                left = column in ("family", "params", "note")
+                table.add_column(column, justify="left" if left else "right")
+        for trial in sorted(result.trials, key=lambda t: -t.metrics.get(metric, -1)):
+            cells = [_fmt(trial.metrics.get(metric))]
+            if other:
+                cells.append(_fmt(trial.metrics.get(other)))
             table.add_row(
                 trial.family,
                 json.dumps(trial.params, sort_keys=True) if trial.params else "defaults",
-                _fmt(trial.metrics.get(metric)),
-                _fmt(trial.metrics.get(ndcg)),
+                *cells,
                 f"{trial.fit_seconds:.2f}",
                 trial.error or "",
             )
