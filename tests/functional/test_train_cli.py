@@ -206,6 +206,8 @@ def test_train_with_every_family_prints_readable_tables(uris: list[str]) -> None
         (["train", "--param", "factors"], "expected NAME=VALUE"),
         (["train", "--backend", "cloud"], "--backend must be"),
         (["train", "--model", "nope"], "unknown model families"),
+        (["train", "--model", "als", "--param", "factor=8"], "no parameter 'factor'"),
+        (["train", "--model", "als", "--param", "ease.l2=5"], "not among"),
         (["train", "--metric", "auc@10"], "metric"),
         (["runs", "show", "no-such-run"], "no run"),
         (

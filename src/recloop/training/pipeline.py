@@ -113,6 +113,7 @@ class TrainOptions:
             )
         if self.gate.metric != self.metric:
             raise TrainError(f"the gate's metric {self.gate.metric!r} differs from {self.metric!r}")
+        _check_params(self.params, list(self.families) or default_families())
 
 
 @dataclass
@@ -323,6 +324,17 @@ def _fixed_params(family: str, params: dict[str, Any]) -> dict[str, Any]:
         if scope == family or (not scope and key in defaults):
             fixed[key] = value
     return fixed
+
+
+def _check_params(params: dict[str, Any], families: list[str]) -> None:
+    """Every --param must reach a family that runs: a typo is an error, not a silent no-op."""
+    for name in params:
+        scope, _, key = name.rpartition(".")
+        targets = [scope] if scope else families
+        if scope and scope not in families:
+            raise TrainError(f"--param {name}: family {scope!r} is not among {families}")
+        if not any(key in make(family).params for family in targets):
+            raise TrainError(f"--param {name}: no parameter {key!r} in {targets}")
 
 
 def _accepted(family: str, params: dict[str, Any]) -> dict[str, Any]:
