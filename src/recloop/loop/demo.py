@@ -66,7 +66,8 @@ class DemoConfig:
     shift_strength: float = 0.9
     new_items: int = 200
     budget: float = 300.0  # the whole run stops by then, done or not
-    after_recovery: float = 60.0  # traffic on the final champion before it stops
+    after_recovery: float = 150.0  # traffic once a retrained champion held up, then stop
+    recovery_window: float = 60.0  # ctr_recovered: the last this many seconds (0: all since)
     loop_interval: float = 2.0
     current: float = 8.0  # the drop detector's current window
     baseline: float = 12.0
@@ -75,7 +76,7 @@ class DemoConfig:
     alpha: float = 0.01
     min_relative_drop: float = 0.15
     silence: float = 4.0
-    max_model_age: float = 24.0  # a world day: the stale-model detector retrains daily
+    max_model_age: float = 48.0  # two world days: the stale-model detector retrains then
     guard_window: float = 12.0
     cooldown: float = 8.0  # between two retrains
     retrain_window: float = 48.0  # wall seconds of data a retrain reads
@@ -109,6 +110,8 @@ class DemoConfig:
             cooldown=4.0,
             retrain_window=48.0,
             after_recovery=2.0,
+            recovery_window=0.0,
+            max_model_age=24.0,
             budget=90.0,
         )
         return replace(base, **overrides)
@@ -116,9 +119,12 @@ class DemoConfig:
     @classmethod
     def for_minutes(cls, minutes: float, **overrides: Any) -> DemoConfig:
         """A run of about `minutes`: the spare time goes to longer phases and more traffic."""
+        pre_shift = min(20.0 * max(1.0, minutes / 2.0), 60.0)
         base = cls(
-            pre_shift=min(20.0 * max(1.0, minutes / 2.0), 60.0),
-            after_recovery=max(15.0, minutes * 60.0 - 150.0),
+            pre_shift=pre_shift,
+            # No scheduled retrain right at the shift: the drop should be what triggers one.
+            max_model_age=max(48.0, pre_shift + 30.0),
+            after_recovery=max(60.0, minutes * 60.0 - pre_shift - 90.0),
             budget=minutes * 60.0,
         )
         return replace(base, **overrides)
@@ -293,6 +299,7 @@ class Demo:
         self.stats = TrafficStats()
         self._seen: list[Decision] = []
         self._rolled_back = False
+        self._promoted_at: dict[str, datetime] = {}
 
     # ---- the run ----------------------------------------------------------------------------
 
@@ -472,6 +479,7 @@ class Demo:
                 self.phase = "engagement dropped: retraining"
             elif decision.action is Action.PROMOTE:
                 marks.setdefault("promoted", decision.at)
+                self._promoted_at[decision.model_version or ""] = decision.at
                 self.phase = f"v{decision.model_version} promoted: guard window"
             elif decision.action is Action.REJECT:
                 self.phase = f"v{decision.model_version} rejected by the gate"
@@ -482,8 +490,12 @@ class Demo:
                     f"v{decision.model_version} rolled back to v{decision.previous_version}"
                 )
             elif decision.action is Action.HOLD and decision.trigger == "guard_window":
-                if "shift" in marks:
-                    marks.setdefault("recovered", decision.at)
+                if "shift" in marks and "recovered" not in marks:
+                    # Recovery counts from the promotion of the first model that held up.
+                    marks["recovered"] = decision.at
+                    marks["recovering"] = self._promoted_at.get(
+                        decision.model_version or "", decision.at
+                    )
                 self.phase = f"v{decision.model_version} passed its guard window"
 
     def _await_silence(self, loop: RetrainLoop, stopped: datetime) -> bool:
@@ -518,8 +530,12 @@ class Demo:
         before = engagement.counts(first_version, start + settle, shift)
         change = marks.get("promoted", end)
         after = engagement.counts(first_version, shift, change)
-        # Recovery: every list shown once a retrained champion passed its guard window.
-        recovered = engagement.counts(None, min(marks.get("recovered", end) + settle, end), end)
+        # Recovery: every list shown since the first retrained champion that held up (the one
+        # that passed its guard window) was promoted.
+        since = marks.get("recovering", end) + settle
+        if cfg.recovery_window > 0:
+            since = max(since, end - timedelta(seconds=cfg.recovery_window))
+        recovered = engagement.counts(None, min(since, end), end)
         drop = marks.get("drop")
         return DemoResult(
             drop_detected=drop is not None,
