@@ -189,3 +189,25 @@ def test_bad_configuration_is_refused() -> None:
         WorldConfig(n_users=0)
     with pytest.raises(SimError):
         small().shift_tastes(START + timedelta(days=1), strength=0.0)
+
+
+def test_session_starts_name_who_visits_and_when() -> None:
+    world = small()
+    lo, hi = START + timedelta(hours=8), START + timedelta(hours=20)
+    traffic = world.generate(lo, hi)
+    starts = traffic.session_starts()
+    first_views = {}
+    for r in traffic.tracker_records():
+        if r["event_type"] == "view" and r.get("session_id"):
+            first_views.setdefault(r["session_id"], r)
+    assert len(starts) == len(first_views) > 50
+    for at, who, session in starts:
+        record = first_views[session]
+        assert who == record.get("user_id", record.get("visitor_id"))
+        assert lo <= at < hi
+        assert at.isoformat(timespec="milliseconds").replace("+00:00", "Z") == record["timestamp"]
+    assert [s[0] for s in starts] == sorted(s[0] for s in starts)
+    assert any(who.startswith("v") for _, who, _ in starts)
+    # a driver can ask the click model about every visitor
+    at, who, _ = starts[0]
+    assert 0.0 <= world.click_probability(who, world.item_ids[0], at) <= 1.0

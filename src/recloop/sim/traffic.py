@@ -11,7 +11,7 @@ item pages uniformly and many times a day.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -104,6 +104,27 @@ class Traffic:
         out["tracked"] = int(self.tracked.sum())
         out["sessions"] = len(set(self.session_id[self.kind <= Kind.CLICK].tolist()))
         return out
+
+    def session_starts(self) -> list[tuple[datetime, str, str]]:
+        """(time, user or visitor id, session id) of each session's first item view here.
+
+        The moments a closed-loop driver asks the service for recommendations on a user's
+        behalf; signed-in users and anonymous visitors alike.
+        """
+        world = self.world
+        human = np.flatnonzero(self.kind == Kind.VIEW)
+        _, first = np.unique(self.session_id[human].astype(str), return_index=True)
+        rows = human[np.sort(first)]
+        ids = [*world.user_ids, *world.visitor_ids]
+        return [
+            (datetime.fromtimestamp(ms / 1000, UTC), ids[actor], str(session))
+            for ms, actor, session in zip(
+                self.ts_ms[rows].tolist(),
+                self.actor[rows].tolist(),
+                self.session_id[rows],
+                strict=True,
+            )
+        ]
 
     def tracker_records(self) -> list[dict[str, Any]]:
         """Tracked rows as tracker JSON objects (recloop.events.Event fields)."""
