@@ -58,3 +58,16 @@ def test_a_truncated_array_is_refused(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-64])
     with pytest.raises(ModelError):
         load_served_model(folder, "2")
+
+
+def test_large_catalogues_get_their_lists_from_a_child_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recloop.serving.model as served_model
+
+    folder = fit_bundle(tmp_path / "b")
+    in_process = load_served_model(fit_bundle(tmp_path / "same"), "1")
+    monkeypatch.setattr(served_model, "IN_PROCESS_LISTS_UP_TO", 0)
+    monkeypatch.setattr(served_model, "_publish_lists", None)  # the parent must not compute
+    child = load_served_model(folder, "1")
+    np.testing.assert_array_equal(child.neighbours, in_process.neighbours)

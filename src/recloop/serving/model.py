@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,6 +29,9 @@ from recloop.training.models.base import ModelError, Recommender
 log = logging.getLogger(__name__)
 
 LISTS_DIR = "serving-lists-v1"
+# Above this many items the lists are computed in a child process: numpy's sorting holds the
+# GIL, and the worker computing them keeps serving requests meanwhile.
+IN_PROCESS_LISTS_UP_TO = 20_000
 N_NEIGHBOURS = 50
 N_POPULAR = 500
 # Chunk of one-hot histories scored at once for models without item vectors.
@@ -124,7 +129,10 @@ def load_served_model(
     lists = folder / LISTS_DIR
     with file_lock(folder / ".serving-lists.lock"):
         if not (lists / "meta.json").is_file():
-            _publish_lists(bundle, lists)
+            if bundle.n_items > IN_PROCESS_LISTS_UP_TO:
+                _publish_lists_in_child(folder)
+            else:
+                _publish_lists(bundle, lists)
     arrays = {
         name: np.load(lists / f"{name}.npy", mmap_mode="r", allow_pickle=False)
         for name in json.loads((lists / "meta.json").read_text())["arrays"]
@@ -251,6 +259,13 @@ def _publish_lists(bundle: ModelBundle, dest: Path) -> None:
     log.info("published candidate lists for %d items into %s", bundle.n_items, dest)
 
 
+def _publish_lists_in_child(folder: Path) -> None:
+    cmd = [sys.executable, "-m", "recloop.serving.model", str(folder)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ModelError(f"computing candidate lists for {folder} failed: {done.stderr[-500:]}")
+
+
 def _scored_neighbours(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray]:
     """Neighbours from the model's own scores of one-item histories (models without vectors)."""
     n = bundle.n_items
@@ -293,3 +308,8 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+if __name__ == "__main__":  # the child process of _publish_lists_in_child
+    _target = Path(sys.argv[1])
+    _publish_lists(ModelBundle.load(_target, verify=False), _target / LISTS_DIR)
