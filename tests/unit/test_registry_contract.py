@@ -204,3 +204,16 @@ def test_registry_uris_are_validated(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="s3://"):
         registry_from_uri("sagemaker://group?artifacts=file:///tmp/x")
     assert isinstance(registry_from_uri(str(tmp_path / "plain")), StoreRegistry)
+
+
+def test_concurrent_downloads_of_one_version_to_one_place_all_succeed(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    registry = registry_from_uri((tmp_path / "reg").as_uri())
+    version = _register(registry, tmp_path, 1, 0.2)
+    dest = tmp_path / "cache" / version
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: registry.download(version, dest), range(12)))
+    assert all(path == dest for path in results)
+    assert ModelBundle.load(dest).version == version
+    assert not [p for p in dest.parent.iterdir() if p.name.startswith(".")]  # no staging left

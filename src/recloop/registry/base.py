@@ -127,12 +127,17 @@ def upload_folder(store: ObjectStore, prefix: str, folder: Path) -> int:
 
 
 def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelVersion) -> Path:
-    """Copy `prefix/*` into `dest` through a temporary sibling, so readers never see half."""
+    """Copy `prefix/*` into `dest` through a temporary sibling, so readers never see half.
+
+    Safe when several processes (serving workers sharing a cache) download the same version to
+    the same place at once: one rename wins and the others find its complete copy.
+    """
     dest = Path(dest)
-    marker = dest / REGISTRY_FILE
-    if marker.is_file() and orjson.loads(marker.read_bytes()).get("version") == version.version:
-        return dest  # already downloaded: bundles are immutable
     if dest.exists() and any(dest.iterdir()):
+        # A complete copy appears in one rename, so a non-empty folder is either this version,
+        # already downloaded (bundles are immutable), or something else.
+        if _holds(dest, version):
+            return dest
         raise RegistryError(f"{dest} exists and is not empty")
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
@@ -146,10 +151,24 @@ def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelV
         if not found:
             raise RegistryError(f"version {version.version}: no artifact under {prefix!r}")
         (staging / REGISTRY_FILE).write_bytes(orjson.dumps(version.to_dict()))
-        if dest.exists():
-            dest.rmdir()
-        staging.replace(dest)
+        try:
+            if dest.exists():
+                dest.rmdir()  # an empty placeholder only; rmdir refuses anything else
+            staging.replace(dest)
+        except OSError as exc:
+            if _holds(dest, version):
+                return dest  # another process finished the same download first
+            message = f"cannot move version {version.version} into {dest}: {exc}"
+            raise RegistryError(message) from exc
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return dest
+
+
+def _holds(folder: Path, version: ModelVersion) -> bool:
+    marker = folder / REGISTRY_FILE
+    try:
+        return bool(orjson.loads(marker.read_bytes()).get("version") == version.version)
+    except (OSError, orjson.JSONDecodeError):
+        return False
