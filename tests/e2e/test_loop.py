@@ -261,19 +261,30 @@ def test_a_silent_stream_raises_its_alarm_and_holds_a_due_retrain(site: Path) ->
     assert hold.action is Action.HOLD and "silent" in hold.detail
 
 
-def test_loop_history_lists_the_decisions(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loop_once_runs_one_pass_and_history_lists_its_decisions(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from recloop.cli import app
     from recloop.config import get_settings
 
-    _loop(site).step(NOW - timedelta(hours=2))
+    monkeypatch.setenv("RECLOOP_LAKE_URI", (site / "lake").as_uri())
     monkeypatch.setenv("RECLOOP_REGISTRY_URI", (site / "registry").as_uri())
-    monkeypatch.setenv("RECLOOP_MONITOR_DECISION_LOG_URI", (site / "decisions.jsonl").as_uri())
+    monkeypatch.setenv("RECLOOP_MODEL_CACHE_DIR", str(site / "cache"))
+    monkeypatch.setenv("RECLOOP_TRAIN_HOLDOUT_DAYS", "0.5")
+    monkeypatch.setenv("RECLOOP_GATE_BOOTSTRAP_SAMPLES", "200")
     get_settings.cache_clear()
 
-    result = CliRunner().invoke(app, ["loop", "history", "--json"])
+    once = CliRunner().invoke(app, ["loop", "--once", "--json"])
+    history = CliRunner().invoke(app, ["loop", "history", "--json"])
 
-    assert result.exit_code == 0, result.output
-    payload = json.loads(result.stdout.strip().splitlines()[-1])
-    assert [d["action"] for d in payload["decisions"]] == ["retrain", "promote"]
+    assert once.exit_code == 0, once.output
+    step = json.loads(once.stdout.strip().splitlines()[-1])
+    # Default settings: the gate decides on clicks alone; either verdict is a decision.
+    assert step["actions"][0] == "retrain" and step["actions"][1] in ("promote", "reject")
+    assert step["champion"] is None
+    assert history.exit_code == 0, history.output
+    payload = json.loads(history.stdout.strip().splitlines()[-1])
+    assert [d["action"] for d in payload["decisions"]] == step["actions"]
+    assert payload["log"].endswith("registry/decisions.jsonl")
     bad = CliRunner().invoke(app, ["loop", "history", "--action", "explode"])
     assert bad.exit_code == 2 and "unknown action" in bad.output

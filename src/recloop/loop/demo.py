@@ -205,6 +205,8 @@ class DemoResult:
     promotions: int
     rollbacks: int
     silent_stream_alarm: bool
+    silent_stream_after_s: float | None  # from the traffic stop to the alarm
+    silence_s: float  # the detector's window
     ctr_before_shift: float
     ctr_after_shift: float
     ctr_recovered: float
@@ -228,6 +230,8 @@ class DemoResult:
             "promotions": self.promotions,
             "rollbacks": self.rollbacks,
             "silent_stream_alarm": self.silent_stream_alarm,
+            "silent_stream_after_s": self.silent_stream_after_s,
+            "silence_s": self.silence_s,
             "ctr_before_shift": round(self.ctr_before_shift, 4),
             "ctr_after_shift": round(self.ctr_after_shift, 4),
             "ctr_recovered": round(self.ctr_recovered, 4),
@@ -498,23 +502,23 @@ class Demo:
                     )
                 self.phase = f"v{decision.model_version} passed its guard window"
 
-    def _await_silence(self, loop: RetrainLoop, stopped: datetime) -> bool:
+    def _await_silence(self, loop: RetrainLoop, stopped: datetime) -> float | None:
+        """Seconds from the traffic stop to the silent-stream alarm (None: it never came)."""
         cfg = self.config
         deadline = time.monotonic() + cfg.silence * 3 + 5
         time.sleep(cfg.silence)
         while time.monotonic() < deadline:
             report = loop.step(datetime.now(UTC))
             self._seen.extend(report.decisions)
-            if any(
-                d.action is Action.ALARM and d.trigger == SILENT_STREAM for d in report.decisions
-            ):
-                return True
+            for d in report.decisions:
+                if d.action is Action.ALARM and d.trigger == SILENT_STREAM:
+                    return (d.at - stopped).total_seconds()
             time.sleep(cfg.loop_interval)
-        return False
+        return None
 
     # ---- results ----------------------------------------------------------------------------
 
-    def _result(self, marks: dict[str, datetime], silent: bool) -> DemoResult:
+    def _result(self, marks: dict[str, datetime], silent: float | None) -> DemoResult:
         cfg = self.config
         start = marks["traffic"]
         end = marks["stopped"]
@@ -544,7 +548,9 @@ class Demo:
             retrains=sum(1 for d in all_decisions if d.action is Action.RETRAIN) - 1,
             promotions=len(promotions) - 1,
             rollbacks=sum(1 for d in all_decisions if d.action is Action.ROLLBACK),
-            silent_stream_alarm=silent,
+            silent_stream_alarm=silent is not None,
+            silent_stream_after_s=round(silent, 2) if silent is not None else None,
+            silence_s=cfg.silence,
             ctr_before_shift=before.ctr,
             ctr_after_shift=after.ctr,
             ctr_recovered=recovered.ctr,
