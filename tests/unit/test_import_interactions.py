@@ -144,3 +144,21 @@ def test_other_delimiters_and_event_ids_from_the_file(tmp_path: Path, lake_uri: 
     lake = Lake.from_uri(lake_uri)
     assert import_interactions(path, lake, delimiter=";").report.written == 1
     assert lake.read_events(columns=["event_id"])[0].column("event_id").to_pylist() == ["e-1"]
+
+
+def test_encodings_are_explicit(tmp_path: Path, lake_uri: str) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("user_id,item_id,timestamp\nJos\xe9,i1,1714561200\n".encode("latin-1"))
+    lake = Lake.from_uri(lake_uri)
+    with pytest.raises(ImportDataError, match=r"not utf-8-sig .*--encoding"):
+        import_interactions(path, lake)
+    assert import_interactions(path, lake, encoding="latin-1").report.written == 1
+    users = lake.read_events(columns=["user_id"])[0].column("user_id").to_pylist()
+    assert users == ["José"]
+    late = tmp_path / "late.csv"
+    rows = "".join(f"u{k},i{k},{1714561200 + k}\n" for k in range(2000))
+    late.write_bytes(f"user_id,item_id,timestamp\n{rows}Jos\xe9,i1,1714561200\n".encode("latin-1"))
+    with pytest.raises(ImportDataError, match=r"late\.csv after line \d+: not utf-8-sig"):
+        import_interactions(late, lake)
+    with pytest.raises(ImportDataError, match="unknown encoding"):
+        import_interactions(path, lake, encoding="klingon")

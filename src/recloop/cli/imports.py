@@ -55,6 +55,7 @@ def _show(result: ImportResult, as_json: bool) -> None:
 def interactions(
     path: Path = typer.Argument(..., help="CSV with user_id, item_id, timestamp[, event_type]."),
     delimiter: str = typer.Option(",", help="Field separator."),
+    encoding: str = typer.Option("utf-8-sig", help="Text encoding (a BOM is skipped)."),
     event_type: str = typer.Option("view", help="Event type of rows without an event_type."),
     lake_uri: str | None = LakeOption,
     as_json: bool = JsonOption,

@@ -47,11 +47,20 @@ def parse_timestamp(text: str) -> datetime | str:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _header(path: Path, delimiter: str) -> list[str]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+def _not_encoded(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) -> ImportDataError:
+    return ImportDataError(
+        f"{path.name} {where}: not {encoding} ({exc.reason}); "
+        "pass the file's --encoding, e.g. latin-1"
+    )
+
+
+def _header(path: Path, delimiter: str, encoding: str) -> list[str]:
+    with path.open(newline="", encoding=encoding) as handle:
         try:
             first = next(csv.reader(handle, delimiter=delimiter), None)
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            raise _not_encoded(path, "near the top", encoding, exc) from exc
+        except csv.Error as exc:
             raise ImportDataError(f"{path.name}: cannot read the header: {exc}") from exc
     if not first:
         raise ImportDataError(f"{path.name} is empty: expected a header {','.join(REQUIRED)}")
@@ -117,8 +126,8 @@ def _row_event(
     return bad, problem
 
 
-def _rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+def _rows(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, list[str]]]:
+    with path.open(newline="", encoding=encoding) as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         next(reader, None)
         try:
@@ -127,6 +136,8 @@ def _rows(path: Path, delimiter: str) -> Iterator[tuple[int, list[str]]]:
                     yield reader.line_num, row
         except csv.Error as exc:
             raise ImportDataError(f"{path.name} line {reader.line_num}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise _not_encoded(path, f"after line {reader.line_num}", encoding, exc) from exc
 
 
 def import_interactions(
@@ -135,6 +146,7 @@ def import_interactions(
     settings: Settings | None = None,
     *,
     delimiter: str = ",",
+    encoding: str = "utf-8-sig",
     default_event_type: str = "view",
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[IngestReport], None] | None = None,
@@ -145,7 +157,11 @@ def import_interactions(
         raise ImportDataError(f"{source} is not a file")
     if default_event_type not in _EVENT_TYPES:
         raise ImportDataError(f"default event type {default_event_type!r} is not an event type")
-    header = _header(source, delimiter)
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise ImportDataError(f"unknown encoding {encoding!r}") from None
+    header = _header(source, delimiter, encoding)
     digest = file_digest(source)
     ingestor = Ingestor(lake, settings)
     result = ImportResult(str(source), IngestReport(), problems=Problems())
@@ -163,7 +179,7 @@ def import_interactions(
                 on_batch(part)
             batch, number = [], number + 1
 
-    for line, row in _rows(source, delimiter):
+    for line, row in _rows(source, delimiter, encoding):
         event, problem = _row_event(row, header, line, default_event_type)
         if problem is not None:
             result.problems.add(f"line {line}", problem)
