@@ -12,6 +12,8 @@ workers, uvloop and httptools on 127.0.0.1, and on the same server in the same r
   5. RSS per worker (anonymous and file-backed) against the size of the model's arrays
 
 Usage: .venv/bin/python bench/serve.py [--items N] [--users N] [--factors N] [--seconds S]
+                                       [--rounds R]
+Steps 1 and 2 alternate R times (best round of each kept: the machine is shared).
 The last line printed is one JSON object; `ratio` = recommendations rps / healthz rps.
 """
 
@@ -192,6 +194,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds, best kept")
     args = parser.parse_args()
     for tool in ("wrk", "hey"):
         if shutil.which(tool) is None:
@@ -232,8 +235,14 @@ def main() -> None:
         port = int(url.rsplit(":", 1)[1])
         wrk(url + "/healthz", 2)  # warm-up
         wrk(url + "/", 2, script)
-        health = wrk(url + "/healthz", args.seconds)
-        recs = wrk(url + "/", args.seconds, script)
+        # Alternating rounds, best of each: the machine is shared, and a burst of someone
+        # else's work should not decide the ratio.
+        health_runs, recs_runs = [], []
+        for _ in range(args.rounds):
+            health_runs.append(wrk(url + "/healthz", args.seconds))
+            recs_runs.append(wrk(url + "/", args.seconds, script))
+        health = max(health_runs, key=lambda r: r["rps"])
+        recs = max(recs_runs, key=lambda r: r["rps"])
         half = hey_fixed_rate(url, recs["rps"] / 2, args.seconds, args.users)
         # Hot swaps under the same fixed rate: 3 new champions, each waited for until served.
         swap_seconds: list[float] = []
@@ -275,6 +284,8 @@ def main() -> None:
         "users": args.users,
         "factors": args.factors,
         "workers": 2,
+        "healthz_rps_rounds": [round(r["rps"]) for r in health_runs],
+        "recs_rps_rounds": [round(r["rps"]) for r in recs_runs],
         "healthz_rps": round(health["rps"]),
         "healthz_p50_ms": health["p50_ms"],
         "healthz_p99_ms": health["p99_ms"],
