@@ -269,7 +269,8 @@ def _train(
         folder = _write_bundle(
             model, full, family, params, holdout_metrics, run, window, bundle_dir
         )
-    run.add_artifact("bundle_dir", folder.as_uri())
+    if not options.register:  # else the registry's copy is the artifact; this folder may go
+        run.add_artifact("bundle_dir", folder.as_uri())
     version = None
     if options.register:
         with run.timer("register"):
