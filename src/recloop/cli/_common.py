@@ -13,7 +13,9 @@ from rich.console import Console
 
 from recloop.errors import RecloopError
 
-console = Console(stderr=True)  # human output on stderr keeps stdout clean for --json
+# Human output on stderr keeps stdout clean for --json; soft wrap keeps an error message (and
+# the path in it) on one line whatever the terminal width.
+console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager

@@ -229,7 +229,7 @@ class Lake:
         wanted = None if columns is None else sorted({*columns, "timestamp"})
         for key in self.event_keys(lo, hi):
             data = self.store.get(key)
-            table = pq.read_table(io.BytesIO(data), columns=_present(data, wanted))
+            table = pq.read_table(_source(data), columns=_present(data, wanted))
             if snapshot is not None:
                 digest = hashlib.sha256(data).hexdigest()
                 snapshot.objects.append(ManifestEntry(key, len(data), digest, table.num_rows))
@@ -284,7 +284,7 @@ class Lake:
     def read_quarantine(self) -> pa.Table:
         """Every quarantined record, with reason and payload."""
         parts = [
-            pq.read_table(io.BytesIO(self.store.get(info.key)))
+            pq.read_table(_source(self.store.get(info.key)))
             for info in self.store.list("quarantine/")
             if _QUARANTINE_KEY.match(info.key)
         ]
@@ -295,7 +295,7 @@ class Lake:
         keys = [info.key for info in self.store.list(f"catalog/{safe_name(name)}/")]
         if not keys:
             return None
-        return pq.read_table(io.BytesIO(self.store.get(max(keys))))
+        return pq.read_table(_source(self.store.get(max(keys))))
 
     def summary(self) -> LakeSummary:
         """Partitions with object, row and byte counts; quarantine counts by reason."""
@@ -325,13 +325,25 @@ class Lake:
         )
 
 
+def _source(data: bytes) -> pa.BufferReader:
+    """A Parquet source over an Arrow-owned copy of `data`.
+
+    Reading straight from Python bytes lets Arrow's I/O threads hold buffers that point into
+    Python objects; one released during interpreter shutdown takes the GIL too late and aborts
+    the process (apache/arrow#34314, seen here as exit code 134 after a CLI had finished).
+    """
+    buffer = pa.allocate_buffer(len(data))
+    np.frombuffer(buffer, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
+    return pa.BufferReader(buffer)
+
+
 def _row_count(data: bytes) -> int:
-    return int(pq.ParquetFile(io.BytesIO(data)).metadata.num_rows)
+    return int(pq.ParquetFile(_source(data)).metadata.num_rows)
 
 
 def _present(data: bytes, columns: list[str] | None) -> list[str] | None:
     # An older file may lack a projected column; read what it has, conform() adds the rest.
     if columns is None:
         return None
-    names = set(pq.ParquetFile(io.BytesIO(data)).schema_arrow.names)
+    names = set(pq.ParquetFile(_source(data)).schema_arrow.names)
     return [c for c in columns if c in names]
