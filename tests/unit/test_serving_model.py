@@ -71,3 +71,12 @@ def test_large_catalogues_get_their_lists_from_a_child_process(
     monkeypatch.setattr(served_model, "_publish_lists", None)  # the parent must not compute
     child = load_served_model(folder, "1")
     np.testing.assert_array_equal(child.neighbours, in_process.neighbours)
+
+
+def test_id_index_finds_exact_ids_only() -> None:
+    from recloop.serving.model import IdIndex
+
+    index = IdIndex.build(np.array(["b", "a", "ab", "c10"]), np.array(["u2", "u1"]))
+    assert [index.item(i) for i in ("a", "b", "ab", "c10")] == [1, 0, 2, 3]
+    assert index.item("c1") is None and index.item("c100") is None and index.item("") is None
+    assert index.user("u1") == 1 and index.user("u3") is None

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recloop.config import Settings
@@ -18,7 +19,7 @@ from recloop.serving.candidates.base import CandidateSource
 from recloop.serving.features import FeatureStore, features_from_uri
 from recloop.serving.hotswap import ModelHolder, Watcher
 from recloop.serving.metrics import ServingMetrics
-from recloop.serving.model import ServedModel, load_served_model
+from recloop.serving.model import ServedModel, load_served_model, one_item_row
 from recloop.serving.resilience import Guard
 from recloop.serving.service import RecommendationService
 from recloop.serving.sinks import EventSink
@@ -74,9 +75,7 @@ class Runtime:
 
     def load_model(self, folder: Path, version: str) -> ServedModel:
         """Load, verify, publish and warm one version (never touches the served reference)."""
-        from recloop.training.bundle import ModelBundle
-
-        ids = [str(i) for i in ModelBundle.load(folder, verify=False).item_ids.tolist()]
+        ids = [str(i) for i in np.load(folder / "item_ids.npy", mmap_mode="r").tolist()]
         catalogue: dict[str, Any] = {}
         try:
             for start in range(0, len(ids), _CATALOGUE_CHUNK):
@@ -148,12 +147,10 @@ class Runtime:
 
 def warm(model: ServedModel) -> None:
     """Touch the lazily built maps and the hot code paths before the model takes traffic."""
-    bundle = model.bundle
-    bundle.item_index("")
-    bundle.user_index("")
-    first = model.item_id(int(model.popular[0]))
-    vector = model.user_vector(bundle.history_row([first]))
-    model.score(vector, model.neighbours[int(model.popular[0])].astype("int64").clip(0))
+    first = int(model.popular[0])
+    vector = model.user_vector(one_item_row(first, model.n_items))
+    model.score(vector, model.neighbours[first].astype("int64").clip(0))
+    model.index_of(model.item_id(first))
 
 
 def build_runtime(settings: Settings, **overrides: Any) -> Runtime:

@@ -113,9 +113,7 @@ class RecommendationService:
             scored = self._popularity(model, set())
         else:
             row = model.history_row(history, actor_id if signed_in else None)
-            seen = frozenset(h.item_id for h in history) | frozenset(
-                model.item_id(int(i)) for i in row.indices
-            )
+            seen = frozenset(h.item_id for h in history) | frozenset(model.item_ids_of(row.indices))
             if row.nnz == 0:
                 scored, source = await self._cold_start(ctx, category), "cold_start"
             else:
@@ -196,26 +194,30 @@ class RecommendationService:
             ctx, self.candidates_guard, "candidates", self.candidates.candidates, model, query
         )
         if found is None or not len(found):
-            exclude = {model.item_id(i) for i in query.exclude}
+            exclude = set(model.item_ids_of(np.fromiter(query.exclude, np.int64)))
             source: Source = "personalised" if found is not None else "popularity_fallback"
             return self._popularity(model, exclude), source
         scores = model.score(vector, found.items)
         # Only the best few become Scored objects: the rules never look further down.
         order = top_indices(scores, max(k * _META_FACTOR, 40))
-        ids = model.item_id_list
+        picked = found.items[order]
+        anchors = found.anchor[order]
+        item_ids = model.item_ids_of(picked)
+        anchor_ids = model.item_ids_of(np.where(anchors >= 0, anchors, 0))
         return [
             Scored(
-                item_id=ids[item],
+                item_id=item_ids[n],
                 score=score,
                 origin=_ORIGINS[origin],
-                anchor_id=ids[anchor] if anchor >= 0 else None,
+                anchor_id=anchor_ids[n] if anchor >= 0 else None,
             )
-            for item, score, origin, anchor in zip(
-                found.items[order].tolist(),
-                scores[order].tolist(),
-                found.origin[order].tolist(),
-                found.anchor[order].tolist(),
-                strict=True,
+            for n, (score, origin, anchor) in enumerate(
+                zip(
+                    scores[order].tolist(),
+                    found.origin[order].tolist(),
+                    anchors.tolist(),
+                    strict=True,
+                )
             )
         ], "personalised"
 
@@ -243,11 +245,10 @@ class RecommendationService:
         else:
             indices = np.asarray(model.popular)
         popularity = np.log1p(np.maximum(np.asarray(model.bundle.item_popularity)[indices], 0.0))
-        ids = model.item_id_list
         return [
-            Scored(ids[i], score, Origin.POPULAR)
-            for i, score in zip(indices.tolist(), popularity.tolist(), strict=True)
-            if ids[i] not in exclude
+            Scored(item_id, score, Origin.POPULAR)
+            for item_id, score in zip(model.item_ids_of(indices), popularity.tolist(), strict=True)
+            if item_id not in exclude
         ]
 
     # ---- GET /items/{id}/similar --------------------------------------------------------------
@@ -271,8 +272,8 @@ class RecommendationService:
             if found is not None:
                 ids, sims = found
                 scored = [
-                    Scored(model.item_id(int(i)), float(s), Origin.NEIGHBOUR, item_id)
-                    for i, s in zip(ids, sims, strict=True)
+                    Scored(similar_id, float(s), Origin.NEIGHBOUR, item_id)
+                    for similar_id, s in zip(model.item_ids_of(ids), sims.tolist(), strict=True)
                 ]
         if not scored:
             scored = self._popularity(model, {item_id})

@@ -83,7 +83,7 @@ class ElasticsearchCandidates:
     def _actions(self, model: ServedModel, index: str) -> Iterator[dict[str, Any]]:
         vectors = np.asarray(model.item_vectors, dtype=np.float32)
         popularity = np.asarray(model.bundle.item_popularity, dtype=np.float32)
-        ids = [model.item_id(i) for i in range(model.n_items)]
+        ids = model.item_ids_of(np.arange(model.n_items))
         for start in range(0, len(ids), 1_000):
             meta = self.catalogue(ids[start : start + 1_000])
             for i in range(start, min(len(ids), start + 1_000)):
