@@ -45,7 +45,7 @@ def test_a_run_records_code_data_config_seeds_metrics_timings_artifacts_and_log(
     assert record.config == {"families": ["als"]} and record.seeds == {"search": 7}
     assert record.snapshot is not None and record.snapshot["digest"] == _snapshot().digest
     assert record.metrics == {"holdout.recall@10": 0.25}
-    assert record.timings["fit"] >= 0
+    assert record.timings["fit"] >= 0 and record.cpu_seconds["fit"] >= 0
     assert record.peak_rss_mb["fit"] > 10  # MB: this interpreter alone is bigger
     assert record.artifacts["bundle"] == "file:///reg/artifacts/x"
     assert record.results["gate"] == {"approved": False}

@@ -59,6 +59,9 @@ class RunRecord:
     snapshot: dict[str, Any] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # CPU seconds (user + system, every thread) per timed stage: steadier than wall time
+    # when other jobs share the machine.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     # The process's peak RSS (MB) at the end of each timed stage: where memory went.
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
@@ -123,11 +126,14 @@ class Run:
     def timer(self, stage: str) -> Iterator[None]:
         """Add the wall time of the block to timings[stage]."""
         start = time.perf_counter()
+        cpu = time.process_time()
         try:
             yield
         finally:
             elapsed = time.perf_counter() - start
             self.record.timings[stage] = self.record.timings.get(stage, 0.0) + elapsed
+            used = time.process_time() - cpu
+            self.record.cpu_seconds[stage] = self.record.cpu_seconds.get(stage, 0.0) + used
             self.record.peak_rss_mb[stage] = _peak_rss_mb()
 
     @property
