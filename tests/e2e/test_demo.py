@@ -29,15 +29,16 @@ def test_the_quick_demo_detects_the_drop_retrains_promotes_and_recovers(tmp_path
 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["drop_detected"], summary
-    assert 0 <= summary["drop_detected_after_s"] <= summary["evidence_window_s"]
-    assert summary["retrains"] >= 1 and summary["promotions"] >= 1
-    assert summary["silent_stream_alarm"]
+    why = json.dumps(summary)
+    assert summary["drop_detected"], why
+    assert 0 <= summary["drop_detected_after_s"] <= summary["evidence_window_s"], why
+    assert summary["retrains"] >= 1 and summary["promotions"] >= 1, why
+    assert summary["silent_stream_alarm"], why
     # The last event is up to one sink flush (2 s) before the stop; a pass runs every 2 s.
-    assert summary["silent_stream_after_s"] <= summary["silence_s"] + 2 * 2.0 + 1.0
-    assert summary["ctr_after_shift"] < summary["ctr_before_shift"]
-    assert summary["ctr_recovered"] > summary["ctr_after_shift"]
-    assert summary["seconds"] < 120
+    assert summary["silent_stream_after_s"] <= summary["silence_s"] + 2 * 2.0 + 1.0, why
+    assert summary["ctr_after_shift"] < summary["ctr_before_shift"], why
+    assert summary["ctr_recovered"] > summary["ctr_after_shift"], why
+    assert summary["seconds"] < 120, why
     # Every promotion is in the decision log with the gate's evidence, and serving used it.
     log = DecisionLog((root / "decisions.jsonl").as_uri())
     promotions = log.list(actions=[Action.PROMOTE])

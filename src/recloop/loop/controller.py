@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from recloop.config import Settings
+from recloop.errors import RecloopError
 from recloop.lake import Lake
-from recloop.loop.errors import LoopError
 from recloop.loop.training import TrainOutcome, TrainSpec, train_and_gate
 from recloop.monitoring import (
     ENGAGEMENT_DROP,
@@ -251,7 +251,7 @@ class RetrainLoop:
             outcome = train_and_gate(
                 self.lake, self.registry, spec, self.config.gate, now, context={"trigger": trigger}
             )
-        except LoopError as exc:
+        except RecloopError as exc:  # too little fresh data, an empty window, a bad bundle
             result.decisions.append(
                 self.decisions.record(
                     Action.HOLD,

@@ -37,6 +37,7 @@ from recloop.loop.traffic import Timeline, TrafficDriver, TrafficStats, retimed_
 from recloop.loop.training import TrainSpec
 from recloop.monitoring import ENGAGEMENT_DROP, SILENT_STREAM, Engagement, MonitorConfig
 from recloop.monitoring.decisions import Action, Decision, DecisionLog
+from recloop.monitoring.service_metrics import ServiceMetricsLog, SnapshotRecorder
 from recloop.registry import registry_from_uri
 from recloop.registry.gate import GateConfig
 from recloop.sim import World, WorldConfig
@@ -298,6 +299,7 @@ class Demo:
         self.lake = Lake.from_uri(self.settings.lake_uri)
         self.registry = registry_from_uri(self.settings.registry_uri)
         self.decisions = DecisionLog.from_settings(self.settings)
+        self._metrics = ServiceMetricsLog(self.settings.monitor_service_metrics_uri)
         self.phase = "setup"
         self.started = time.monotonic()
         self.stats = TrafficStats()
@@ -389,7 +391,9 @@ class Demo:
             requests_per_second=cfg.requests_per_second,
             k=cfg.k,
             seed=cfg.seed,
+            recorder=SnapshotRecorder(instance="simulated-users"),
         )
+
         self.stats = driver.stats
         marks: dict[str, datetime] = {}
         try:
@@ -410,16 +414,17 @@ class Demo:
     def write_dashboard(self, start: datetime, end: datetime) -> str | None:
         """The monitoring dashboard over the live phase, as root/dashboard.html."""
         from recloop.monitoring.dashboard import collect_dashboard, render_dashboard
-        from recloop.monitoring.service_metrics import ServiceMetricsLog
 
         metrics = ServiceMetricsLog(self.settings.monitor_service_metrics_uri)
+        # Minutes of compressed time: buckets of seconds, not the default minutes.
+        freq = "5s" if (end - start).total_seconds() < 150 else "10s"
         data = collect_dashboard(
             self.lake,
             metrics,
             self.decisions,
             start - timedelta(seconds=5),
             end,
-            None,
+            freq,
             None,
             "recloop demo",
             timedelta(seconds=self.config.attribution),
@@ -459,11 +464,19 @@ class Demo:
                 step = loop.step(datetime.now(UTC))
                 next_step = time.monotonic() + cfg.loop_interval
                 self._after_step(step, marks)
+                self._snapshot(driver)
             recovered = marks.get("recovered")
             if recovered is not None and (now - recovered).total_seconds() >= cfg.after_recovery:
                 return
             self._status(self.phase)
             time.sleep(0.2)
+
+    def _snapshot(self, driver: TrafficDriver) -> None:
+        """The simulated users' view of the API since the last pass, for the dashboard."""
+        if driver.recorder is None:
+            return
+        _, _, version = driver.stats.recent_ctr(self.config.current)
+        self._metrics.append(driver.recorder.flush(datetime.now(UTC), version))
 
     def _publish(self, world: World, timeline: Timeline, item_ids: list[str]) -> None:
         """New content reaches the feature store (the catalogue feed)."""

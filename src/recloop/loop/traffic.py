@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from recloop.monitoring.service_metrics import SnapshotRecorder
 from recloop.sim import Traffic, World
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class TrafficDriver:
         seed: int = 0,
         workers: int = 4,
         user_ids: list[str] | None = None,
+        recorder: SnapshotRecorder | None = None,
     ) -> None:
         self.world = world
         self.timeline = timeline
@@ -146,6 +148,8 @@ class TrafficDriver:
         self.rng = np.random.default_rng([seed, 77])
         self.users = user_ids or list(world.user_ids)
         self.stats = TrafficStats()
+        # Client-side latency and status of every call, for the dashboard's service charts.
+        self.recorder = recorder
         self._client = httpx.Client(base_url=base_url, timeout=10.0)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sim-user")
         self._stop = threading.Event()
@@ -213,9 +217,22 @@ class TrafficDriver:
             self._post(records[start : start + _POST_CHUNK])
         self.stats.organic_events += len(records)
 
+    def _timed(self, send: Callable[[], httpx.Response]) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            response = send()
+        except httpx.HTTPError:
+            if self.recorder is not None:
+                self.recorder.record(time.perf_counter() - started, 599)
+            raise
+        if self.recorder is not None:
+            degraded = response.status_code == 200 and b'"degraded":true' in response.content
+            self.recorder.record(time.perf_counter() - started, response.status_code, degraded)
+        return response
+
     def _post(self, events: list[dict[str, Any]]) -> bool:
         try:
-            response = self._client.post("/events", json={"events": events})
+            response = self._timed(lambda: self._client.post("/events", json={"events": events}))
         except httpx.HTTPError as exc:
             log.warning("POST /events failed: %s", exc)
             self.stats.errors += 1
@@ -229,8 +246,10 @@ class TrafficDriver:
     def _visit(self, user_id: str, seed: int) -> None:
         """One user asks for recommendations and clicks what they like."""
         try:
-            response = self._client.get(
-                "/recommendations", params={"user_id": user_id, "k": self.k}
+            response = self._timed(
+                lambda: self._client.get(
+                    "/recommendations", params={"user_id": user_id, "k": self.k}
+                )
             )
         except httpx.HTTPError as exc:
             log.warning("GET /recommendations failed: %s", exc)
