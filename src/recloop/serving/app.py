@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import recloop
 from recloop.config import Settings, get_settings
 from recloop.errors import ConfigError, NotFoundError, RecloopError
+from recloop.serving.deps import AuthDep
 from recloop.serving.errors import (
     BackendError,
     InvalidRequestError,
@@ -57,8 +58,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    for router in (recommendations.router, events.router, items.router, ops.router):
-        app.include_router(router)
+    # The token check exists only when a token is configured: no per-request cost otherwise.
+    guarded = [AuthDep] if settings.api_token is not None else []
+    for router in (recommendations.router, events.router, items.router):
+        app.include_router(router, dependencies=guarded)
+    app.include_router(ops.router)
     _install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     if settings.cors_origins:

@@ -28,8 +28,9 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_service(runtime: RuntimeDep) -> RecommendationService:
+async def get_service(request: Request) -> RecommendationService:
     """The recommendation service, after a lazy model load where no watcher loop runs."""
+    runtime: Runtime = request.app.state.runtime  # no nested dependency: this is the hot path
     await runtime.ensure_model()
     return runtime.service
 

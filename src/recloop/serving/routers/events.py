@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from recloop.serving.deps import AuthDep, RuntimeDep
+from recloop.serving.deps import RuntimeDep
 from recloop.serving.schemas import ErrorPublic, EventBatchIn, EventsAcceptedPublic
 
-router = APIRouter(tags=["events"], dependencies=[AuthDep])
+# Auth is added by create_app when a token is configured (no per-request cost otherwise).
+router = APIRouter(tags=["events"])
 
 
 @router.post(

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from recloop.serving.deps import AuthDep, ServiceDep
+from recloop.serving.deps import ServiceDep
 from recloop.serving.schemas import RecommendedItemPublic, SimilarItemsPublic
 
-router = APIRouter(tags=["items"], dependencies=[AuthDep])
+# Auth is added by create_app when a token is configured (no per-request cost otherwise).
+router = APIRouter(tags=["items"])
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarItemsPublic)

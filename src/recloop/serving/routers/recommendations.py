@@ -6,30 +6,41 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
 
 from recloop.events import Id
-from recloop.serving.deps import AuthDep, ServiceDep
+from recloop.serving.deps import ServiceDep
 from recloop.serving.errors import InvalidRequestError
 from recloop.serving.schemas import RecommendationsPublic
 
-router = APIRouter(tags=["recommendations"], dependencies=[AuthDep])
+# Auth is added by create_app when a token is configured (no per-request cost otherwise).
+router = APIRouter(tags=["recommendations"])
+
+
+class RecommendationQuery(BaseModel):
+    """The query string of GET /recommendations (validated in one pass)."""
+
+    user_id: Id | None = Field(None, description="signed-in user")
+    visitor_id: Id | None = Field(None, description="anonymous visitor id")
+    k: int = Field(10, ge=1, le=100)
+    exclude_seen: bool = True
+    category: str | None = Field(None, min_length=1, max_length=128)
 
 
 @router.get("/recommendations", response_model=RecommendationsPublic)
 async def recommendations(
-    service: ServiceDep,
-    user_id: Annotated[Id | None, Query(description="signed-in user")] = None,
-    visitor_id: Annotated[Id | None, Query(description="anonymous visitor id")] = None,
-    k: Annotated[int, Query(ge=1, le=100)] = 10,
-    exclude_seen: bool = True,
-    category: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    service: ServiceDep, query: Annotated[RecommendationQuery, Query()]
 ) -> Response:
     """Top k items for a user or an anonymous visitor (cold start when unknown, never an error)."""
-    actor = user_id or visitor_id
+    actor = query.user_id or query.visitor_id
     if actor is None:
         raise InvalidRequestError("query.user_id", "give user_id or visitor_id")
     result = await service.recommend(
-        actor, k=k, exclude_seen=exclude_seen, category=category, signed_in=user_id is not None
+        actor,
+        k=query.k,
+        exclude_seen=query.exclude_seen,
+        category=query.category,
+        signed_in=query.user_id is not None,
     )
     # Serialised here, once: the hot path skips FastAPI's second validation of the response
     # model (the schema above still documents it, and the tests check the shape).
