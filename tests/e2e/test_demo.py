@@ -64,3 +64,17 @@ def test_a_sabotaged_challenger_is_rolled_back_in_its_guard_window(tmp_path: Pat
     assert rollback.evidence["p_value"] < 0.05
     champion = registry.champion()
     assert champion is not None and champion.version != rollback.model_version
+
+
+def test_contradictory_or_unsafe_demo_options_are_refused(tmp_path: Path) -> None:
+    both = CliRunner().invoke(app, ["demo", "--quick", "--minutes", "3"])
+    short = CliRunner().invoke(app, ["demo", "--minutes", "1"])
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    busy = CliRunner().invoke(app, ["demo", "--quick", "--root", str(tmp_path / "busy")])
+
+    assert (both.exit_code, short.exit_code, busy.exit_code) == (2, 2, 2)
+    assert "exclude each other" in both.output
+    assert "at least 2 minutes" in short.output
+    assert "not empty" in busy.output
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
