@@ -220,7 +220,10 @@ class ALSFoldIn:
         self.alpha = alpha
         self.weighting = weighting
         n = factors.shape[1]
-        gram = factors.T.astype(np.float64) @ factors.astype(np.float64)
+        gram = np.zeros((n, n))
+        for start in range(0, len(factors), 8_192):  # float64 in slices: no 2x-size temporary
+            block = np.asarray(factors[start : start + 8_192], dtype=np.float64)
+            gram += block.T @ block
         self.base = gram + regularization * np.eye(n)
 
     @classmethod
