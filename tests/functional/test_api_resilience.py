@@ -241,3 +241,31 @@ def test_lambda_handler_with_api_gateway_v2_event(lambda_api: Any, aws_event: An
     event.update(rawPath="/recommendations", rawQueryString="k=0&user_id=u0")
     bad = lambda_api.lambda_handler(event, None)
     assert bad["statusCode"] == 422
+
+
+class FlakyRegistry:
+    """The world's real registry, whose champion() fails after the first call (an outage)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.uri = inner.uri
+        self.calls = 0
+
+    def champion(self) -> Any:
+        self.calls += 1
+        if self.calls > 1:
+            raise ConnectionError("registry endpoint unreachable")
+        return self.inner.champion()
+
+    def download(self, version: str, dest: Path) -> Path:
+        return self.inner.download(version, dest)  # type: ignore[no-any-return]
+
+
+def test_a_registry_outage_keeps_the_served_model(world: TinyWorld, tmp_path: Path) -> None:
+    registry = FlakyRegistry(world.registry)
+    with make_client(world, tmp_path, registry=registry) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        assert runtime.watcher.check_once() is None  # the outage: no exception, no swap
+        assert "unreachable" in runtime.watcher.last_error
+        body = client.get("/recommendations", params={"user_id": "u3"}).json()
+        assert body["model_version"] == world.version and body["degraded"] is False

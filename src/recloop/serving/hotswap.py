@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recloop.errors import RecloopError
 from recloop.serving.model import ServedModel, file_lock
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class Watcher:
         with self._check_lock:
             try:
                 champion = self.registry.champion()
-            except RecloopError as exc:
+            except Exception as exc:  # any registry outage (boto, network): keep serving
                 self.last_error = f"registry: {exc}"
                 log.warning("model registry %s did not answer: %s", self.registry.uri, exc)
                 return None
@@ -81,7 +80,7 @@ class Watcher:
             try:
                 folder = self._download(version)
                 model = self.load(folder, version)
-            except (RecloopError, OSError, ValueError) as exc:
+            except Exception as exc:  # whatever breaks a candidate, it is not served
                 self.holder.rejected[version] = str(exc)
                 self.last_error = f"{version}: {exc}"
                 log.error("model %s failed verification and is not served: %s", version, exc)
