@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,7 @@ class RetrainLoop:
         # The n-th retrain's spec (n counts from 1); the demo's sabotage scenario swaps one in.
         self._train_spec_for = train_spec_for or (lambda n: self.config.train)
         self._known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._firing: set[tuple[str, str]] = set()  # alarms firing at the last pass
 
     # ---- one pass ---------------------------------------------------------------------------
 
@@ -173,7 +174,11 @@ class RetrainLoop:
         info = self._model_info(champion, now)
         report = run_checks(self.lake, info, now, self.config.monitor)
         result.report = report
-        for alarm in report.firing:
+        firing = {(a.detector, champion.version) for a in report.firing}
+        fresh = [a for a in report.firing if (a.detector, champion.version) not in self._firing]
+        self._firing = firing
+        # An alarm is logged when it starts firing, not on every pass while it lasts.
+        for alarm in fresh:
             result.decisions.append(
                 self.decisions.record(
                     Action.ALARM,
@@ -466,8 +471,3 @@ def _reference_start(evidence: dict[str, Any]) -> str | None:
             if window:
                 return str(window[0])
     return None
-
-
-def with_window(config: LoopConfig, window: timedelta, holdout: timedelta) -> LoopConfig:
-    """A copy of `config` whose retrains use another window and holdout."""
-    return replace(config, train=replace(config.train, window=window, holdout=holdout))
