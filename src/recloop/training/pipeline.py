@@ -354,10 +354,18 @@ def resolve_window(lake: Lake, options: TrainOptions) -> Window:
         until = _partition_end(keys[-1])
     holdout_start = until - timedelta(days=options.holdout_days)
     validation_start = holdout_start - timedelta(days=options.validation_days)
-    if since is not None and validation_start <= since:
+    start = since
+    if start is None:
+        # No explicit start: the data's own first hour bounds the window, and a lake shorter
+        # than validation + holdout would otherwise fail later with an empty training matrix.
+        keys = lake.event_keys(None, until)
+        start = _partition_end(keys[0]) - timedelta(hours=1) if keys else until
+    if validation_start <= start:
         raise TrainError(
-            f"window {since.isoformat()} .. {until.isoformat()} is too short for "
-            f"{options.validation_days} validation + {options.holdout_days} holdout days"
+            f"window {start.isoformat()} .. {until.isoformat()} is too short for "
+            f"{options.validation_days:g} validation + {options.holdout_days:g} holdout days "
+            "and some training days before them: use more data, or --validation-days / "
+            "--holdout-days (RECLOOP_TRAIN_VALIDATION_DAYS / RECLOOP_TRAIN_HOLDOUT_DAYS)"
         )
     return Window(since, validation_start, holdout_start, until)
 
