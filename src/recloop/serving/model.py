@@ -94,10 +94,20 @@ class ServedModel:
     # Ids sorted, with their model positions: lookups by binary search in memory-mapped arrays
     # that every worker shares, instead of per-worker dicts (~45 MB at 100k items, 200k users).
     ids: IdIndex | None = None
+    _item_ids: np.ndarray = field(init=False, repr=False)
+    _trained: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.ids is None:
             self.ids = IdIndex.build(self.bundle.item_ids, self.bundle.user_ids)
+        # A plain ndarray view of the memory-mapped ids: np.memmap's __getitem__ costs ~3 us.
+        self._item_ids = np.asarray(self.bundle.item_ids)
+        trained = self.bundle.history
+        self._trained = (
+            None
+            if trained is None
+            else (np.asarray(trained.indptr), np.asarray(trained.indices), np.asarray(trained.data))
+        )
 
     @property
     def n_items(self) -> int:
@@ -108,11 +118,11 @@ class ServedModel:
         return self.bundle.family
 
     def item_id(self, index: int) -> str:
-        return str(self.bundle.item_ids[index])
+        return str(self._item_ids[index])
 
     def item_ids_of(self, indices: np.ndarray) -> list[str]:
         """Item ids of many positions at once (one vectorised gather)."""
-        return [str(i) for i in self.bundle.item_ids[np.asarray(indices, dtype=np.int64)].tolist()]
+        return [str(i) for i in self._item_ids[np.asarray(indices, dtype=np.int64)].tolist()]
 
     def index_of(self, item_id: str) -> int | None:
         assert self.ids is not None
@@ -133,13 +143,14 @@ class ServedModel:
                 vals.append(HISTORY_WEIGHTS.get(entry.event_type, 1.0))
         col_array = np.asarray(cols, dtype=np.int32)
         val_array = np.asarray(vals, dtype=np.float32)
-        trained = self.bundle.history
+        trained = self._trained
         assert self.ids is not None
         row_index = None if user_id is None or trained is None else self.ids.user(user_id)
         if row_index is not None and trained is not None:
-            lo, hi = trained.indptr[row_index], trained.indptr[row_index + 1]
-            col_array = np.concatenate([col_array, np.asarray(trained.indices[lo:hi], np.int32)])
-            val_array = np.concatenate([val_array, np.asarray(trained.data[lo:hi], np.float32)])
+            indptr, indices, data = trained
+            lo, hi = indptr[row_index], indptr[row_index + 1]
+            col_array = np.concatenate([col_array, np.asarray(indices[lo:hi], np.int32)])
+            val_array = np.concatenate([val_array, np.asarray(data[lo:hi], np.float32)])
         row = sp.csr_matrix(
             (val_array, col_array, np.array([0, len(col_array)], dtype=np.int32)),
             shape=(1, self.n_items),
@@ -197,7 +208,10 @@ def load_served_model(
         ivf=ivf,
         category_items={},
         ids=IdIndex(
-            arrays["item_sorted"], arrays["item_order"], arrays["user_sorted"], arrays["user_order"]
+            *(
+                np.asarray(arrays[n])
+                for n in ("item_sorted", "item_order", "user_sorted", "user_order")
+            )
         ),
         registry_uri=registry_uri,
         fold_in=ALSFoldIn.for_model(bundle.model),
