@@ -8,12 +8,30 @@ import tempfile
 import typer
 
 from recloop.cli._common import console, user_errors
+from recloop.config import Settings
 
 # Seconds uvicorn waits for requests in flight after SIGTERM before it closes connections.
 _GRACEFUL_SECONDS = 20
 # uvicorn kills a worker that does not answer its supervisor's ping within this many seconds;
 # its default (5) kills workers still importing numpy & co. on a busy 2-core machine.
 _WORKER_HEALTHCHECK_SECONDS = 60
+_PUBLISH_TIMEOUT_MS = 120_000
+
+
+def _publish_catalog(settings: Settings) -> None:
+    """Titles, categories and availability for ranking, from the lake's newest items catalog."""
+    from recloop.lake import Lake
+    from recloop.serving.features import features_from_uri
+    from recloop.serving.features.catalog import publish_catalog
+
+    # A bulk upsert, not a request: a request's deadline would cut a large catalogue short.
+    store = features_from_uri(settings.features_uri, timeout_ms=_PUBLISH_TIMEOUT_MS)
+    try:
+        published = publish_catalog(Lake.from_uri(settings.lake_uri), store)
+    finally:
+        store.close()
+    if published:
+        console.print(f"catalog: {published:,} items published to {settings.features_uri}")
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +43,9 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
         workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
         log_level: str = typer.Option("warning", help="uvicorn log level"),
+        catalog: bool = typer.Option(
+            True, help="publish the lake's items catalog into the feature store first"
+        ),
     ) -> None:
         """Serve GET /recommendations, POST /events and friends; the web page is at /."""
         import uvicorn
@@ -33,6 +54,8 @@ def register(app: typer.Typer) -> None:
             from recloop.config import get_settings
 
             settings = get_settings()  # fail here, with a one-line message, on bad settings
+            if catalog:
+                _publish_catalog(settings)
             if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                 # /metrics then sums every worker's values, whichever worker answers.
                 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recloop-prom-")
