@@ -76,7 +76,7 @@ class DemoConfig:
     min_impressions: int = 120
     alpha: float = 0.01
     min_relative_drop: float = 0.15
-    silence: float = 4.0
+    silence: float = 8.0  # several sink flushes: a slow flush under load is not silence
     max_model_age: float = 48.0  # two world days: the stale-model detector retrains then
     guard_window: float = 12.0
     cooldown: float = 8.0  # between two retrains
@@ -107,7 +107,7 @@ class DemoConfig:
             baseline=8.0,
             min_impressions=90,
             guard_window=6.0,
-            silence=2.5,
+            silence=4.0,
             cooldown=4.0,
             retrain_window=48.0,
             after_recovery=2.0,
