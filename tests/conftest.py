@@ -62,7 +62,15 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # Every setting that defaults under ./.recloop points into the test's own folder instead.
+    home = tmp_path / "recloop-home"
     monkeypatch.setenv("RECLOOP_LAKE_URI", (tmp_path / "default-lake").as_uri())
+    monkeypatch.setenv("RECLOOP_FEATURES_URI", "sqlite:///" + str(home / "features.db"))
+    monkeypatch.setenv("RECLOOP_REGISTRY_URI", (home / "registry").as_uri())
+    monkeypatch.setenv("RECLOOP_MODEL_CACHE_DIR", str(home / "serving-cache"))
+    monkeypatch.setenv(
+        "RECLOOP_MONITOR_SERVICE_METRICS_URI", (home / "metrics" / "service.jsonl").as_uri()
+    )
     from recloop.config import get_settings
 
     get_settings.cache_clear()

@@ -41,6 +41,8 @@ from recloop.ingest import Ingestor, IngestReport
 from recloop.lake import Lake
 
 SERVICE = "weblog_processor"
+# A history append is one batch write per invocation, not a request: a batch-sized deadline.
+_HISTORY_TIMEOUT_MS = 5_000
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE))
 
 
@@ -63,6 +65,20 @@ def _record_bytes(record: dict[str, Any]) -> bytes:
         return str(data).encode("utf-8", "replace")
 
 
+def _history_sink() -> Any:
+    """DocumentDB as the real-time history sink when RECLOOP_FEATURES_URI names it, else none.
+
+    Only an explicit setting counts: the default (SQLite under the working directory) is a
+    laptop's store, and a Lambda's file system is read-only there.
+    """
+    uri = os.environ.get("RECLOOP_FEATURES_URI", "")
+    if not uri:
+        return None
+    from recloop.serving.features import features_from_uri
+
+    return features_from_uri(uri, timeout_ms=_HISTORY_TIMEOUT_MS)
+
+
 class WeblogProcessor:
     """One container's processor: Ingestor, Metrics and BatchProcessor, created once."""
 
@@ -80,7 +96,8 @@ class WeblogProcessor:
             import boto3
 
             s3_client = boto3.client("s3")
-        return cls(Ingestor(Lake.from_uri(settings.lake_uri, s3_client=s3_client), settings))
+        lake = Lake.from_uri(settings.lake_uri, s3_client=s3_client)
+        return cls(Ingestor(lake, settings, history_sink=_history_sink()))
 
     def ingest(self, event: dict[str, Any]) -> IngestReport:
         """The whole batch through the Ingestor once; objects named from the records' ids."""

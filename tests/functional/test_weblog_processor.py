@@ -525,3 +525,27 @@ def test_a_cold_start_builds_the_processor_from_the_environment(
         weblog.set_processor(None)
     events = Lake.from_uri(f"s3://{bucket}/lake", s3_client=client).read_events()[0]
     assert events.column("item_id").to_pylist() == ["abc"]  # the env's URL rules applied
+
+
+def test_events_written_by_the_lambda_reach_the_feature_store_history(
+    s3_bucket: tuple[Any, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from recloop.serving.features import features_from_uri
+
+    client, bucket = s3_bucket
+    features_uri = "sqlite:///" + str(tmp_path / "features.db")
+    monkeypatch.setenv("RECLOOP_LAKE_URI", f"s3://{bucket}/lake")
+    monkeypatch.setenv("RECLOOP_FEATURES_URI", features_uri)
+    weblog.set_processor(None)
+    try:
+        event = kinesis_event([access_line(1, path="/items/abc").encode()])
+        assert failures(weblog.handler(event, Context())) == []
+    finally:
+        weblog.set_processor(None)
+    events = Lake.from_uri(f"s3://{bucket}/lake", s3_client=client).read_events()[0]
+    visitor = events.column("visitor_id")[0].as_py()
+    store = features_from_uri(features_uri, timeout_ms=5_000)
+    try:
+        assert [h.item_id for h in store.recent_history(visitor)] == ["abc"]
+    finally:
+        store.close()

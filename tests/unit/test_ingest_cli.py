@@ -97,3 +97,29 @@ def test_a_missing_file_is_a_one_line_error_with_exit_code_2(tmp_path: Path) -> 
     assert result.exit_code == 2
     assert "nope.log" in result.output
     assert "Traceback" not in result.output
+
+
+def test_ingested_events_update_the_feature_store_unless_told_not_to(
+    tmp_path: Path,
+    lake_uri: str,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from recloop.config import get_settings
+    from recloop.serving.features import features_from_uri
+
+    features_uri = "sqlite:///" + str(tmp_path / "features.db")
+    monkeypatch.setenv("RECLOOP_FEATURES_URI", features_uri)
+    get_settings.cache_clear()
+    source = str(weblog(tmp_path))
+    skipped = CliRunner().invoke(app, ["ingest", source, "--lake-uri", lake_uri, "--no-features"])
+    assert skipped.exit_code == 0, skipped.output
+    store = features_from_uri(features_uri, timeout_ms=5_000)
+    try:
+        assert store.recent_history("u1") == []
+        result = CliRunner().invoke(
+            app, ["ingest", source, "--lake-uri", (tmp_path / "l2").as_uri()]
+        )
+        assert result.exit_code == 0, result.output
+        assert [h.item_id for h in store.recent_history("u1")] == ["i1"]
+    finally:
+        store.close()

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.config import get_settings
+from recloop.config import Settings, get_settings
 from recloop.ingest import Ingestor, IngestReport
 from recloop.lake import Lake
+
+if TYPE_CHECKING:
+    from recloop.serving.features import FeatureStore
+
+_HISTORY_TIMEOUT_MS = 30_000
 
 
 def _summary_table(report: IngestReport, source: str) -> Table:
@@ -40,11 +48,15 @@ def ingest(
     allow_old: bool = typer.Option(
         False, "--allow-old", help="Accept events older than RECLOOP_MAX_EVENT_AGE_DAYS."
     ),
+    features: bool = typer.Option(
+        True, help="Also append users' recent history to the feature store (RECLOOP_FEATURES_URI)."
+    ),
 ) -> None:
     """Ingest weblogs into the lake: decode, filter, validate, dedupe, write, quarantine."""
     settings = get_settings()
-    with user_errors():
-        ingestor = Ingestor(Lake.from_uri(lake_uri or settings.lake_uri), settings)
+    with user_errors(), ExitStack() as stack:
+        history = stack.enter_context(_history_sink(settings)) if features else None
+        ingestor = Ingestor(Lake.from_uri(lake_uri or settings.lake_uri), settings, history)
         total = (
             None
             if source == "-"
@@ -75,6 +87,19 @@ def ingest(
         print_json(report.to_dict())
         return
     console.print(_summary_table(report, source))
+
+
+@contextmanager
+def _history_sink(settings: Settings) -> Iterator[FeatureStore]:
+    """The feature store as the real-time history sink, closed when the ingest ends."""
+    from recloop.serving.features import features_from_uri
+
+    # A batch append, not a request: give it a batch's deadline.
+    store = features_from_uri(settings.features_uri, timeout_ms=_HISTORY_TIMEOUT_MS)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def register(app: typer.Typer) -> None:
