@@ -114,5 +114,19 @@ _monitor: Monitor | None = None
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _monitor
     if _monitor is None:  # built on the first invocation, kept for the container's life
-        _monitor = Monitor(Settings())
+        _monitor = build_monitor(Settings())
     return _monitor.handle(event)
+
+
+def build_monitor(settings: Settings, s3_client: Any = None) -> Monitor:
+    """The monitor, starting a SageMaker training job on a retrain trigger when configured."""
+    monitor = Monitor(settings, s3_client=s3_client)
+    if settings.sagemaker_training_image_uri and settings.sagemaker_role_arn:
+        from recloop.loop.aws import TrainingJobStarter
+
+        monitor.on_trigger = TrainingJobStarter(settings, monitor.decisions)
+    else:
+        logger.warning(
+            "RECLOOP_SAGEMAKER_TRAINING_IMAGE_URI or _ROLE_ARN unset: alarms only, no retraining"
+        )
+    return monitor

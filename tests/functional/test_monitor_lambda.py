@@ -131,3 +131,20 @@ def test_real_event_times_are_used_as_now(
     with pytest.raises(monitor.ConfigError):
         monitor.event_time({"time": "yesterday"})
     capsys.readouterr()
+
+
+def test_a_configured_monitor_starts_training_on_a_trigger_and_a_bare_one_only_alarms(
+    world: tuple[Any, Settings, StoreRegistry],
+) -> None:
+    from recloop.loop.aws import TrainingJobStarter
+
+    client, settings, _ = world
+    assert monitor.build_monitor(settings, s3_client=client).on_trigger is None
+    configured = settings.model_copy(
+        update={
+            "sagemaker_role_arn": "arn:aws:iam::123456789012:role/recloop-training",
+            "sagemaker_training_image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/t:1",
+        }
+    )
+    starter = monitor.build_monitor(configured, s3_client=client).on_trigger
+    assert isinstance(starter, TrainingJobStarter)

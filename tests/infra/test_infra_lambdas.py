@@ -17,19 +17,12 @@ import pytest
 from test_infra_terraform import tfparse_lambda_sources
 from tfparse import REPO
 
-_BUILT_BY_ISSUE_5 = {"lambdas/promote"}
-
 
 def _params() -> list[object]:
-    params: list[object] = []
-    for source, command in sorted(tfparse_lambda_sources().items()):
-        marks = (
-            [pytest.mark.xfail(strict=True, reason="issue 5 builds them")]
-            if source in _BUILT_BY_ISSUE_5
-            else []
-        )
-        params.append(pytest.param(source, command, marks=marks, id=source))
-    return params
+    return [
+        pytest.param(source, command, id=source)
+        for source, command in sorted(tfparse_lambda_sources().items())
+    ]
 
 
 def _import_error(source: str, command: str, cwd: Path) -> str:
@@ -58,16 +51,3 @@ def _import_error(source: str, command: str, cwd: Path) -> str:
 def test_handler_exists_and_imports(source: str, command: str, tmp_path: Path) -> None:
     problem = _import_error(source, command, tmp_path)
     assert not problem, problem
-
-
-def test_every_handler_folder_that_exists_exposes_the_function_terraform_names(
-    tmp_path: Path,
-) -> None:
-    """Not hidden by the xfail above: once lambdas/promote appears, its name must match too
-    (the others are checked without an xfail by the test above)."""
-    sources = tfparse_lambda_sources()
-    assert set(sources) >= _BUILT_BY_ISSUE_5
-    arrived = {s: c for s, c in sources.items() if s in _BUILT_BY_ISSUE_5 and (REPO / s).is_dir()}
-    for source, command in arrived.items():
-        problem = _import_error(source, command, tmp_path)
-        assert not problem, f"{source}: {problem}"
