@@ -22,6 +22,7 @@ import orjson
 import pandas as pd
 import pyarrow.compute as pc
 
+from recloop.config import Settings
 from recloop.lake import Lake
 from recloop.monitoring.decisions import Action, Decision, DecisionLog
 from recloop.monitoring.engagement import Engagement
@@ -293,3 +294,19 @@ def latest_data_time(lake: Lake | None, *logs_end: datetime | None) -> datetime 
                 if table.num_rows:
                     candidates.append(pc.max(table.column("timestamp")).as_py())
     return max(candidates) if candidates else None
+
+
+def dashboard_page(settings: Settings, hours: float = 24.0, end: datetime | None = None) -> str:
+    """The page for the `hours` before `end` (default now) from the configured sources."""
+    from recloop.monitoring.detectors import MonitorConfig
+
+    hi = (end or datetime.now(UTC)).astimezone(UTC)
+    data = collect_dashboard(
+        Lake.from_uri(settings.lake_uri),
+        ServiceMetricsLog.from_settings(settings),
+        DecisionLog.from_settings(settings),
+        hi - timedelta(hours=hours),
+        hi,
+        attribution=MonitorConfig.from_settings(settings).attribution,
+    )
+    return render_dashboard(data)

@@ -21,14 +21,16 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from recloop.config import Settings
 from recloop.monitoring.errors import MonitorError
 from recloop.monitoring.jsonl import JsonLinesLog
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Upper bounds in milliseconds; one more bucket holds everything slower.
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
@@ -180,6 +182,8 @@ def service_series(snapshots: Sequence[ServiceSnapshot], freq: str = "1min") -> 
 
     Columns: bucket, requests, errors, error_rate, degraded, p50_ms, p90_ms, p99_ms.
     """
+    import pandas as pd  # only the dashboard needs it; the API imports this module too
+
     columns = ["bucket", "requests", "errors", "error_rate", "degraded", "p50_ms", "p90_ms",
                "p99_ms"]  # fmt: skip
     if not snapshots:

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import recloop
 from recloop.config import Settings, get_settings
 from recloop.errors import ConfigError, NotFoundError, RecloopError
+from recloop.monitoring.service_metrics import SnapshotRecorder
 from recloop.serving.deps import AuthDep
 from recloop.serving.errors import (
     BackendError,
@@ -32,7 +33,7 @@ from recloop.serving.errors import (
     UnauthorizedError,
 )
 from recloop.serving.metrics import ServingMetrics
-from recloop.serving.routers import events, items, ops, recommendations
+from recloop.serving.routers import dashboard, events, items, ops, recommendations
 from recloop.serving.runtime import Runtime, build_runtime
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     # The token check exists only when a token is configured: no per-request cost otherwise.
     guarded = [AuthDep] if settings.api_token is not None else []
-    for router in (recommendations.router, events.router, items.router):
+    for router in (recommendations.router, events.router, items.router, dashboard.router):
         app.include_router(router, dependencies=guarded)
     app.include_router(ops.router)
     _install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
+    app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, recorder=runtime.snapshots)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -144,9 +145,12 @@ def _status_of(exc: RecloopError) -> tuple[int, str, dict[str, str] | None]:
 class MetricsMiddleware:
     """Counts requests by route template and status, and times them (pure ASGI, cheap)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServingMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: ServingMetrics, recorder: SnapshotRecorder | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,5 +170,8 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             path = getattr(route, "path", "unmatched")
+            seconds = time.perf_counter() - start
             self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+            self.metrics.latency.labels(path).observe(seconds)
+            if self.recorder is not None:
+                self.recorder.record(seconds, status)

@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from recloop.config import Settings
 from recloop.errors import ConfigError
+from recloop.monitoring.service_metrics import ServiceMetricsLog, SnapshotRecorder
 from recloop.serving.candidates.base import CandidateSource
 from recloop.serving.features import FeatureStore, features_from_uri
 from recloop.serving.hotswap import ModelHolder, Watcher
@@ -26,6 +27,8 @@ from recloop.serving.sinks import EventSink
 
 log = logging.getLogger(__name__)
 
+# Seconds between service-metric snapshots appended to the local log (the laptop dashboard).
+_SNAPSHOT_EVERY = 10.0
 # How long a process without a model waits between on-request load attempts (Lambda).
 _LAZY_LOAD_EVERY = 5.0
 # Catalogue reads at publish time go in small chunks, each under the request deadline, retried.
@@ -43,10 +46,12 @@ class Runtime:
     sink: EventSink
     registry: Any | None
     metrics: ServingMetrics = field(default_factory=ServingMetrics)
+    snapshots: SnapshotRecorder = field(default_factory=SnapshotRecorder)
     holder: ModelHolder = field(default_factory=ModelHolder)
     watcher: Watcher | None = None
     service: RecommendationService = field(init=False)
     _watch_task: asyncio.Task[None] | None = None
+    _snapshot_task: asyncio.Task[None] | None = None
     _last_lazy_load: float = 0.0
     _info_labels: tuple[str, str] | None = None
     _blas_limits: Any = None
@@ -125,19 +130,41 @@ class Runtime:
         if self.watcher is not None:
             await asyncio.to_thread(self.watcher.check_once)
             self._watch_task = asyncio.create_task(self._watch())
+        # Snapshots feed the laptop's dashboard; in AWS, Prometheus and EMF carry the same
+        # figures, and many tasks rewriting one S3 object would only contend.
+        if self.settings.monitor_service_metrics_uri.startswith("file://"):
+            self._snapshot_task = asyncio.create_task(self._record_snapshots())
 
     async def _watch(self) -> None:
         assert self.watcher is not None
         await asyncio.sleep(self.settings.watch_interval_seconds)
         await self.watcher.run()
 
+    async def _record_snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(_SNAPSHOT_EVERY)
+            await asyncio.to_thread(self.append_snapshot)
+
+    def append_snapshot(self) -> None:
+        """Append the requests since the last snapshot to the service-metrics log."""
+        model = self.holder.current
+        snap = self.snapshots.flush(model_version=model.version if model else None)
+        if snap.requests:
+            try:
+                ServiceMetricsLog.from_settings(self.settings).append(snap)
+            except Exception as exc:  # the dashboard's data must never take the API down
+                log.warning("service snapshot not written: %s", exc)
+
     async def stop(self) -> None:
         """Stop polling, deliver queued events, close connections."""
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
-            self._watch_task = None
+        for task in (self._watch_task, self._snapshot_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._watch_task = self._snapshot_task = None
+        if self.settings.monitor_service_metrics_uri.startswith("file://"):
+            await asyncio.to_thread(self.append_snapshot)
         await asyncio.to_thread(self.sink.close, 5.0)
         self.features.close()
         if self._blas_limits is not None:  # tests run many apps in one process
