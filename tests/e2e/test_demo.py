@@ -78,3 +78,23 @@ def test_contradictory_or_unsafe_demo_options_are_refused(tmp_path: Path) -> Non
     assert "at least 2 minutes" in short.output
     assert "not empty" in busy.output
     assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("given", [None, "relative-root"])
+def test_the_demo_folder_is_absolute_whether_defaulted_or_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None
+) -> None:
+    import recloop.cli.demo as demo_cli
+
+    seen: list[Path] = []
+
+    def fake_run_demo(config: DemoConfig, root: Path, on_status: object) -> None:
+        seen.append(root)
+        raise SystemExit(0)  # stop before any work: only the folder is under test
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo_cli, "run_demo", fake_run_demo)
+    args = ["demo", "--quick"] + (["--root", given] if given else [])
+    CliRunner().invoke(app, args)
+    [root] = seen
+    assert root.is_absolute() and root.is_relative_to(tmp_path)

@@ -119,12 +119,13 @@ def demo(
         else:
             config = DemoConfig(seed=seed, sabotage=sabotage)
         if root is None:
-            base = Path(".recloop") / "demo"
+            base = Path.cwd() / ".recloop" / "demo"
             base.mkdir(parents=True, exist_ok=True)
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             root = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=base))
         elif root.exists() and any(root.iterdir()):
             raise ConfigError(f"{root} is not empty: the demo needs a fresh folder")
+        root = root.resolve()  # the backends take file:// URIs, which must be absolute
         # Library warnings (a degraded answer, a slow poll) would tear the live view.
         logging.getLogger("recloop").setLevel(logging.ERROR)
         console.print(
