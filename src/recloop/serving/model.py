@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from recloop.serving.candidates.ivf import IVFIndex, build_ivf, neighbour_lists
 from recloop.serving.features.base import HISTORY_WEIGHTS, HistoryEntry, ItemFeatures
+from recloop.serving.features.cache import ItemTable
 from recloop.training.bundle import ModelBundle
 from recloop.training.models.base import ModelError, Recommender
 
@@ -94,6 +95,8 @@ class ServedModel:
     # Ids sorted, with their model positions: lookups by binary search in memory-mapped arrays
     # that every worker shares, instead of per-worker dicts (~45 MB at 100k items, 200k users).
     ids: IdIndex | None = None
+    # Item metadata by index, read through from the feature store (per version: it is by index).
+    items: ItemTable = field(init=False, repr=False)
     _item_ids: np.ndarray = field(init=False, repr=False)
     _trained: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(init=False, repr=False)
 
@@ -102,6 +105,7 @@ class ServedModel:
             self.ids = IdIndex.build(self.bundle.item_ids, self.bundle.user_ids)
         # A plain ndarray view of the memory-mapped ids: np.memmap's __getitem__ costs ~3 us.
         self._item_ids = np.asarray(self.bundle.item_ids)
+        self.items = ItemTable(self.n_items)
         trained = self.bundle.history
         self._trained = (
             None

@@ -51,6 +51,88 @@ class Scored:
     anchor_id: str | None = None
 
 
+@dataclass(frozen=True)
+class MetaArrays:
+    """The metadata of a batch of candidates, one entry per candidate (what the rules read)."""
+
+    known: np.ndarray  # bool: the store has metadata for the item
+    available: np.ndarray  # bool (True when unknown)
+    published: np.ndarray  # float64 epoch seconds; nan when undated or unknown
+    titles: np.ndarray  # object: str | None
+    categories: np.ndarray  # object: tuple[str, ...], () when unknown
+
+    @classmethod
+    def from_dict(cls, item_ids: Sequence[str], metadata: dict[str, ItemFeatures]) -> MetaArrays:
+        n = len(item_ids)
+        found = [metadata.get(i) for i in item_ids]
+        titles = np.empty(n, dtype=object)
+        categories = np.empty(n, dtype=object)
+        titles[:] = [m.title if m else None for m in found]
+        categories[:] = [m.categories if m else () for m in found]
+        return cls(
+            known=np.fromiter((m is not None for m in found), bool, n),
+            available=np.fromiter((m is None or m.available for m in found), bool, n),
+            published=np.fromiter(
+                (m.published_at.timestamp() if m and m.published_at else np.nan for m in found),
+                np.float64,
+                n,
+            ),
+            titles=titles,
+            categories=categories,
+        )
+
+
+def choose(
+    scores: np.ndarray,
+    meta: MetaArrays,
+    k: int,
+    now: datetime,
+    rules: RankingRules = RankingRules(),
+    drop: np.ndarray | None = None,
+    category: str | None = None,
+) -> list[tuple[int, float, float]]:
+    """The rules on arrays: (position, final score, freshness) of the top k, best first.
+
+    `drop` marks candidates to leave out (seen items). Python touches only the k picked items
+    and the diversity cap's walk down the order, never every candidate.
+    """
+    keep = meta.available.copy()
+    if drop is not None:
+        keep &= ~drop
+    if category is not None:
+        in_category = np.fromiter(
+            (category in c for c in meta.categories.tolist()), bool, len(meta.categories)
+        )
+        keep &= in_category | ~meta.known
+    positions = np.flatnonzero(keep)
+    if not len(positions):
+        return []
+    raw = np.asarray(scores, dtype=np.float64)[positions]
+    low = raw.min()
+    span = raw.max() - low
+    norm = (raw - low) / span if span > 0 else np.full(len(raw), 0.5)
+    fresh = _freshness(meta.published[positions], now, rules)
+    final = norm + rules.freshness_boost * fresh
+    order = np.argsort(-final, kind="stable").tolist()
+    cap = max(1, math.floor(k * rules.max_share_per_category))
+    counts: Counter[str] = Counter()
+    picked: list[int] = []
+    deferred: list[int] = []
+    categories = meta.categories
+    for i in order:
+        cats = categories[positions[i]]
+        primary = cats[0] if cats else None
+        if primary is not None and category is None and counts[primary] >= cap:
+            deferred.append(i)
+            continue
+        counts[primary or ""] += 1
+        picked.append(i)
+        if len(picked) == k:
+            break
+    picked += deferred[: k - len(picked)]
+    return [(int(positions[i]), float(final[i]), float(fresh[i])) for i in picked]
+
+
 def rank(
     scored: Sequence[Scored],
     metadata: dict[str, ItemFeatures],
@@ -61,70 +143,42 @@ def rank(
     category: str | None = None,
 ) -> list[Ranked]:
     """The top k after the business rules (fewer when fewer candidates survive them)."""
-    survivors: list[tuple[Scored, ItemFeatures]] = []
-    for s in scored:
-        meta = metadata.get(s.item_id)
-        if s.item_id in seen or (meta is not None and not meta.available):
-            continue
-        if category is not None and meta is not None and category not in meta.categories:
-            continue
-        survivors.append((s, meta or _UNKNOWN))
-    if not survivors:
-        return []
-    raw = np.array([s.score for s, _ in survivors], dtype=np.float64)
-    span = raw.max() - raw.min()
-    norm = (raw - raw.min()) / span if span > 0 else np.full(len(raw), 0.5)
-    fresh = _freshness(survivors, now, rules)
-    final = norm + rules.freshness_boost * fresh
-    order = np.argsort(-final, kind="stable").tolist()
-    cap = max(1, math.floor(k * rules.max_share_per_category))
-    counts: Counter[str] = Counter()
-    picked: list[int] = []
-    deferred: list[int] = []
-    for i in order:
-        cats = survivors[i][1].categories
-        primary = cats[0] if cats else None
-        if primary is not None and category is None and counts[primary] >= cap:
-            deferred.append(i)
-            continue
-        counts[primary or ""] += 1
-        picked.append(i)
-        if len(picked) == k:
-            break
-    picked += deferred[: k - len(picked)]
+    ids = [s.item_id for s in scored]
+    meta = MetaArrays.from_dict(ids, metadata)
+    drop = np.fromiter((i in seen for i in ids), bool, len(ids)) if seen else None
+    scores = np.array([s.score for s in scored], dtype=np.float64)
     return [
         Ranked(
-            item_id=survivors[i][0].item_id,
-            score=round(float(final[i]), 6),
-            title=survivors[i][1].title,
-            categories=survivors[i][1].categories,
-            reason=_reason(survivors[i][0], fresh[i], metadata),
+            item_id=ids[i],
+            score=round(final, 6),
+            title=meta.titles[i],
+            categories=meta.categories[i],
+            reason=reason(scored[i].origin, fresh, _anchor_label(scored[i].anchor_id, metadata)),
         )
-        for i in picked
+        for i, final, fresh in choose(scores, meta, k, now, rules, drop, category)
     ]
 
 
-_UNKNOWN = ItemFeatures(item_id="")
+def _anchor_label(anchor_id: str | None, metadata: dict[str, ItemFeatures]) -> str | None:
+    if anchor_id is None:
+        return None
+    anchor = metadata.get(anchor_id)
+    return anchor.title if anchor and anchor.title else anchor_id
 
 
-def _freshness(
-    survivors: list[tuple[Scored, ItemFeatures]], now: datetime, rules: RankingRules
-) -> np.ndarray:
-    """0.5 ** (age in half-lives) per item, 0 for undated items (vectorised: a hot path)."""
-    published = np.array(
-        [m.published_at.timestamp() if m.published_at else np.nan for _, m in survivors]
-    )
+def _freshness(published: np.ndarray, now: datetime, rules: RankingRules) -> np.ndarray:
+    """0.5 ** (age in half-lives) per item, 0 for undated items."""
     age_days = np.maximum(0.0, (now.timestamp() - published) / 86_400)
     fresh = 0.5 ** (age_days / rules.freshness_half_life_days)
     return np.where(np.isnan(published), 0.0, fresh)
 
 
-def _reason(item: Scored, fresh: float, metadata: dict[str, ItemFeatures]) -> str:
-    if item.origin is Origin.NEIGHBOUR and item.anchor_id is not None:
-        anchor = metadata.get(item.anchor_id)
-        return f"similar to {anchor.title if anchor and anchor.title else item.anchor_id}"
+def reason(origin: Origin, fresh: float, anchor_label: str | None) -> str:
+    """Why an item is recommended; `anchor_label` names the history item behind a neighbour."""
+    if origin is Origin.NEIGHBOUR and anchor_label is not None:
+        return f"similar to {anchor_label}"
     if fresh >= 0.5:
-        return "new this week" if item.origin is Origin.POPULAR else "new, matches your taste"
-    if item.origin is Origin.VECTOR:
+        return "new this week" if origin is Origin.POPULAR else "new, matches your taste"
+    if origin is Origin.VECTOR:
         return "matches your recent activity"
     return "popular now"

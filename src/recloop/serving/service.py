@@ -26,7 +26,7 @@ from recloop.serving.features.cache import ItemCache
 from recloop.serving.hotswap import ModelHolder
 from recloop.serving.metrics import ServingMetrics
 from recloop.serving.model import ServedModel
-from recloop.serving.ranking import Ranked, RankingRules, Scored, rank
+from recloop.serving.ranking import Ranked, RankingRules, Scored, choose, rank, reason
 from recloop.serving.resilience import Guard
 from recloop.serving.schemas import Source
 from recloop.serving.sinks import EventSink
@@ -54,6 +54,19 @@ class Recommendation:
     degraded: bool
     source: Source
     degraded_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Scored candidates as parallel arrays of model indices, best-scored first."""
+
+    items: np.ndarray  # int64 item indices
+    scores: np.ndarray
+    origin: np.ndarray  # int8 Origin
+    anchor: np.ndarray  # int64 history item behind a neighbour, -1 when none
+
+
+_NONE = np.empty(0, dtype=np.int64)
 
 
 @dataclass
@@ -108,24 +121,122 @@ class RecommendationService:
         history = await self._guarded(ctx, self.features_guard, "features", self._history, actor_id)
         now = datetime.now(UTC)
         source: Source = "popularity_fallback"
-        seen: frozenset[str] = frozenset()
+        seen = _NONE
         if history is None:
-            scored = self._popularity(model, set())
+            pool = self._popular_pool(model, _NONE)
         else:
             row = model.history_row(history, actor_id if signed_in else None)
-            seen = frozenset(h.item_id for h in history) | frozenset(model.item_ids_of(row.indices))
+            seen = np.asarray(row.indices, dtype=np.int64)  # sorted, distinct
             if row.nnz == 0:
-                scored, source = await self._cold_start(ctx, category), "cold_start"
-            else:
-                scored, source = await self._personalised(
-                    ctx, history, row, k, exclude_seen, category
+                items = await self._cold_answer(ctx, history, k, exclude_seen, category, now)
+                return self._answer(ctx, actor_id, items, "cold_start", signed_in)
+            pool, source = await self._personalised(ctx, history, row, k, exclude_seen, category)
+        if not exclude_seen:
+            seen = _NONE
+        items, picked = await self._rank_pool(
+            ctx, pool, max(k * _META_FACTOR, 40), k, now, self.rules, seen, category
+        )
+        if len(items) < k:  # rules left too few: top up from popularity
+            extra = self._popular_pool(model, np.concatenate([picked, seen]))
+            more, _ = await self._rank_pool(
+                ctx, extra, k * _META_FACTOR, k - len(items), now, self.rules, _NONE, None
+            )
+            items += more
+        return self._answer(ctx, actor_id, items[:k], source, signed_in)
+
+    def _answer(
+        self, ctx: _Context, actor_id: str, items: list[Ranked], source: Source, signed_in: bool
+    ) -> Recommendation:
+        result = Recommendation(
+            rec_id=uuid.uuid4().hex,
+            user_id=actor_id,
+            model_version=ctx.model.version,
+            items=items,
+            degraded=bool(ctx.reasons),
+            source=source,
+            degraded_reasons=tuple(ctx.reasons),
+        )
+        self._impression(result, signed_in)
+        return result
+
+    async def _rank_pool(
+        self,
+        ctx: _Context,
+        pool: _Pool,
+        depth: int,
+        k: int,
+        now: datetime,
+        rules: RankingRules,
+        seen: np.ndarray,
+        category: str | None,
+    ) -> tuple[list[Ranked], np.ndarray]:
+        """The rules over the first `depth` of a pool, on arrays; (ranked, their indices)."""
+        model = ctx.model
+        items, scores = pool.items[:depth], pool.scores[:depth]
+        origin, anchor = pool.origin[:depth], pool.anchor[:depth]
+        anchors = anchor[anchor >= 0]
+        unusable = await self._refresh(ctx, np.concatenate([items, anchors]))
+        table = model.items
+        meta = table.gather(items, unusable)
+        drop = None
+        if len(seen):  # seen is sorted: a binary search per candidate
+            at = np.minimum(np.searchsorted(seen, items), len(seen) - 1)
+            drop = seen[at] == items
+        chosen = choose(scores, meta, k, now, rules, drop, category)
+        if not chosen:
+            return [], _NONE
+        positions = np.array([c[0] for c in chosen], dtype=np.int64)
+        picked = items[positions]
+        ids = model.item_ids_of(picked)
+        ranked = []
+        for n, (i, final, fresh) in enumerate(chosen):
+            label = None
+            if anchor[i] >= 0:
+                a = int(anchor[i])
+                usable = bool(table.known[a]) and (unusable is None or a not in unusable)
+                label = table.titles[a] if usable and table.titles[a] else model.item_id(a)
+            ranked.append(
+                Ranked(
+                    item_id=ids[n],
+                    score=round(final, 6),
+                    title=meta.titles[i],
+                    categories=meta.categories[i],
+                    reason=reason(_ORIGINS[int(origin[i])], fresh, label),
                 )
+            )
+        return ranked, picked
+
+    async def _refresh(self, ctx: _Context, indices: np.ndarray) -> np.ndarray | None:
+        """Read the expired metadata rows of these items; the rows it could not read, if any."""
+        table = ctx.model.items
+        stale = table.stale(indices)
+        if not len(stale):
+            return None
+        ids = ctx.model.item_ids_of(stale)
+        fetched = await self._guarded(
+            ctx, self.features_guard, "features", self.features.get_items, ids
+        )
+        if fetched is None:
+            return stale
+        table.fill(stale, ids, fetched)
+        return None
+
+    async def _cold_answer(
+        self,
+        ctx: _Context,
+        history: list[HistoryEntry],
+        k: int,
+        exclude_seen: bool,
+        category: str | None,
+        now: datetime,
+    ) -> list[Ranked]:
+        """Cold start ranks by item id: its fresh items may be newer than the model."""
+        model = ctx.model
+        seen = frozenset(h.item_id for h in history)
+        scored = await self._cold_start(ctx, category)
         wanted = [s.item_id for s in scored[: max(k * _META_FACTOR, 40)]]
-        anchors = {s.anchor_id for s in scored if s.anchor_id is not None}
-        metadata = await self._items(ctx, wanted + sorted(anchors))
-        rules = self.rules
-        if source == "cold_start":
-            rules = replace(rules, freshness_boost=rules.cold_start_freshness_boost)
+        metadata = await self._items(ctx, wanted)
+        rules = replace(self.rules, freshness_boost=self.rules.cold_start_freshness_boost)
         items = rank(
             scored[: len(wanted)],
             metadata or {},
@@ -141,17 +252,7 @@ class RecommendationService:
             items += rank(
                 extra[: k * _META_FACTOR], metadata or {}, k - len(items), now, self.rules
             )
-        result = Recommendation(
-            rec_id=uuid.uuid4().hex,
-            user_id=actor_id,
-            model_version=model.version,
-            items=items[:k],
-            degraded=bool(ctx.reasons),
-            source=source,
-            degraded_reasons=tuple(ctx.reasons),
-        )
-        self._impression(result, signed_in)
-        return result
+        return items[:k]
 
     async def _items(self, ctx: _Context, item_ids: list[str]) -> dict[str, ItemFeatures] | None:
         """Item metadata through the per-worker cache; None when the store failed."""
@@ -177,12 +278,13 @@ class RecommendationService:
         k: int,
         exclude_seen: bool,
         category: str | None,
-    ) -> tuple[list[Scored], Source]:
+    ) -> tuple[_Pool, Source]:
         model = ctx.model
         vector = model.user_vector(row)
         known = [model.index_of(h.item_id) for h in history]
         recent = [i for i in dict.fromkeys(known) if i is not None]
-        trained = [int(i) for i in row.indices if int(i) not in set(recent)]
+        recent_set = set(recent)
+        trained = [int(i) for i in row.indices.tolist() if i not in recent_set]
         query = CandidateQuery(
             user_vector=vector,
             history=np.asarray(recent + trained, dtype=np.int64),
@@ -194,32 +296,25 @@ class RecommendationService:
             ctx, self.candidates_guard, "candidates", self.candidates.candidates, model, query
         )
         if found is None or not len(found):
-            exclude = set(model.item_ids_of(np.fromiter(query.exclude, np.int64)))
+            exclude = np.fromiter(query.exclude, np.int64, len(query.exclude))
             source: Source = "personalised" if found is not None else "popularity_fallback"
-            return self._popularity(model, exclude), source
+            return self._popular_pool(model, exclude), source
         scores = model.score(vector, found.items)
-        # Only the best few become Scored objects: the rules never look further down.
+        # Only the best few go on to the rules: they never look further down.
         order = top_indices(scores, max(k * _META_FACTOR, 40))
-        picked = found.items[order]
-        anchors = found.anchor[order]
-        item_ids = model.item_ids_of(picked)
-        anchor_ids = model.item_ids_of(np.where(anchors >= 0, anchors, 0))
-        return [
-            Scored(
-                item_id=item_ids[n],
-                score=score,
-                origin=_ORIGINS[origin],
-                anchor_id=anchor_ids[n] if anchor >= 0 else None,
-            )
-            for n, (score, origin, anchor) in enumerate(
-                zip(
-                    scores[order].tolist(),
-                    found.origin[order].tolist(),
-                    anchors.tolist(),
-                    strict=True,
-                )
-            )
-        ], "personalised"
+        return _Pool(
+            found.items[order], scores[order], found.origin[order], found.anchor[order]
+        ), "personalised"
+
+    def _popular_pool(self, model: ServedModel, exclude: np.ndarray) -> _Pool:
+        """The model's popular list as a pool (the degraded answer and the top-up)."""
+        indices = np.asarray(model.popular, dtype=np.int64)
+        if len(exclude):
+            indices = indices[~np.isin(indices, exclude)]
+        popularity = np.log1p(np.maximum(np.asarray(model.bundle.item_popularity)[indices], 0.0))
+        n = len(indices)
+        origin = np.full(n, int(Origin.POPULAR), np.int8)
+        return _Pool(indices, popularity, origin, np.full(n, -1, np.int64))
 
     async def _cold_start(self, ctx: _Context, category: str | None) -> list[Scored]:
         """Popular and fresh, in the requested category when there is one."""
