@@ -205,6 +205,20 @@ def test_one_scan_gives_train_validation_and_the_full_window(lake_uri: str) -> N
         split_lake_window(lake, T0, T0 + timedelta(days=3), T0 + timedelta(days=2))
 
 
+def test_an_organic_validation_leaves_out_clicks_on_recommendations(lake_uri: str) -> None:
+    lake = Lake.from_uri(lake_uri)
+    events = [_event(1, "u1", "a"), _event(2, "u2", "b")]
+    events += [_event(3, "u1", "b", hours=30), _event(4, "u2", "a", hours=31)]
+    events[3] = events[3].model_copy(update={"rec_id": "r1"})  # a click on a recommended list
+    lake.write_events(events_to_table(events), "b1")
+    bounds = (T0, T0 + timedelta(days=1), T0 + timedelta(days=2))
+    every = split_lake_window(lake, *bounds)
+    organic = split_lake_window(lake, *bounds, organic_test=True)
+    assert every.validation.toarray().tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    assert organic.validation.toarray().tolist() == [[0.0, 1.0], [0.0, 0.0]]
+    assert organic.full.nnz == every.full.nnz == 4  # training data keeps every event
+
+
 def test_stratified_split_is_per_user_seeded_and_disjoint() -> None:
     rng = np.random.default_rng(0)
     import scipy.sparse as sp

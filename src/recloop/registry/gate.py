@@ -8,6 +8,9 @@ approved only when
 The incumbent is the champion; when there is none, it is popularity fitted on the same training
 data (the first model must beat it). Anything else is Rejected with the reason; nothing is
 approved by default, and every decision carries its evidence.
+
+The champion is scored as it serves: on each user's recent rows plus the training rows its
+bundle carries (`served_histories`), through `BundleOnItems` on today's item columns.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recloop.registry.base import ModelRegistry, ModelVersion
 from recloop.training.bundle import ModelBundle
+from recloop.training.dataset import InteractionData
 from recloop.training.evaluation import EvalResult, paired_bootstrap
 from recloop.training.models.base import ModelError, Recommender
 
@@ -190,3 +195,33 @@ class BundleOnItems(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         raise ModelError("BundleOnItems is not loaded")
+
+
+def served_histories(
+    bundle: ModelBundle, data: InteractionData, holdout: sp.csr_matrix | None = None
+) -> sp.csr_matrix:
+    """`data`'s rows plus each user's training history in `bundle`, on `data`'s items.
+
+    Serving computes a signed-in user's vector from their recent events *and* the training
+    rows the bundle carries (ServedModel.history_row), so a champion trained before a change
+    in tastes keeps leaning on the old ones. Scoring the champion on these rows is scoring it
+    as it serves; items `data` does not know are dropped. Pairs present in `holdout` are
+    left out of the added rows: a champion trained into the holdout's time carries the
+    holdout's own events, and exclude_seen would hide exactly the items it is scored on. A
+    bundle without histories gets `data`'s rows unchanged.
+    """
+    if bundle.history is None:
+        return data.matrix
+    trained = bundle.training_history([str(u) for u in data.user_ids]).tocoo()
+    columns = pd.Index(np.asarray(data.item_ids).astype(str)).get_indexer(
+        np.asarray(bundle.item_ids).astype(str)
+    )
+    cols = columns[trained.col]
+    keep = cols >= 0
+    extra = sp.csr_matrix(
+        (trained.data[keep], (trained.row[keep], cols[keep])), shape=data.shape, dtype=np.float32
+    )
+    if holdout is not None:
+        extra = extra - extra.multiply(holdout > 0)
+        extra.eliminate_zeros()
+    return sp.csr_matrix(data.matrix + extra, dtype=np.float32)

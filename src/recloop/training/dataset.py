@@ -39,7 +39,15 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
 _DAY_MS = 86_400_000.0
 # Pending rows are re-aggregated once they pass this many, bounding memory between merges.
 _MERGE_ROWS = 2_000_000
-_LAKE_COLUMNS = ["event_id", "event_type", "timestamp", "user_id", "visitor_id", "item_id"]
+_LAKE_COLUMNS = [
+    "event_id",
+    "event_type",
+    "timestamp",
+    "user_id",
+    "visitor_id",
+    "item_id",
+    "rec_id",
+]
 
 
 class DatasetError(RecloopError):
@@ -344,16 +352,26 @@ def _decayed(
 class _Sink:
     """One matrix being built from the stream: its time range, config and accumulator."""
 
-    def __init__(self, config: DatasetConfig, lo: datetime | None, hi: datetime) -> None:
+    def __init__(
+        self, config: DatasetConfig, lo: datetime | None, hi: datetime, organic: bool = False
+    ) -> None:
         self.config, self.lo, self.hi = config, lo, hi
+        self.organic = organic  # drop events a recommendation led to (they carry a rec_id)
         self.acc = _Accumulator()
         self._lo_ms = _ms(lo) if lo else None
         self._hi_ms = _ms(hi)
 
     def feed(
-        self, actors: np.ndarray, items: np.ndarray, types: np.ndarray, ts: np.ndarray
+        self,
+        actors: np.ndarray,
+        items: np.ndarray,
+        types: np.ndarray,
+        ts: np.ndarray,
+        recommended: np.ndarray,
     ) -> None:
         mask = ts < self._hi_ms
+        if self.organic:
+            mask &= ~recommended
         if self._lo_ms is not None:
             mask &= ts >= self._lo_ms
         ts = ts[mask]
@@ -375,6 +393,7 @@ def _stream(lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink]) -
             table.column("item_id").to_numpy(zero_copy_only=False),
             table.column("event_type").to_numpy(zero_copy_only=False),
             table.column("timestamp").cast(pa.int64()).to_numpy(),
+            pc.is_valid(table.column("rec_id")).to_numpy(zero_copy_only=False),
         )
         for sink in sinks:
             sink.feed(*columns)
@@ -412,6 +431,7 @@ class WindowSplit:
     train: events in [start, split_at), decayed relative to split_at (fit candidates on it);
     validation: `test_types` event counts in [split_at, end), aligned to train's id maps;
     full: every event in [start, end) (refit the chosen configuration on it).
+    With `organic_test`, validation leaves out events a recommendation led to (a rec_id).
     """
 
     train: InteractionData
@@ -426,14 +446,21 @@ def split_lake_window(
     end: datetime | date | str | None = None,
     config: DatasetConfig | None = None,
     test_types: Iterable[str] = ("click",),
+    organic_test: bool = False,
 ) -> WindowSplit:
-    """Train / validation / full matrices from a single streaming pass over [start, end)."""
+    """Train / validation / full matrices from a single streaming pass over [start, end).
+
+    `organic_test` drops events carrying a rec_id from the validation matrix: a click on a
+    recommended list happened because the serving model showed the item, so counting it
+    scores every model by its agreement with that model (see the pipeline's gate).
+    """
     config = config or DatasetConfig()
     lo, at = _as_utc(start), _required(split_at)
     hi = _window_end(lake, lo, _as_utc(end))
     if not at < hi or (lo is not None and not lo < at):
         raise DatasetError(f"split_at {at.isoformat()} must fall inside the window")
-    sinks = [_Sink(config, lo, at), _Sink(_test_config(test_types), at, hi), _Sink(config, lo, hi)]
+    test_sink = _Sink(_test_config(test_types), at, hi, organic=organic_test)
+    sinks = [_Sink(config, lo, at), test_sink, _Sink(config, lo, hi)]
     snapshot = _stream(lake, lo, hi, sinks)
     train, test, full = (sink.finish(snapshot) for sink in sinks)
     return WindowSplit(train, align(test, train.user_ids, train.item_ids), full)

@@ -6,7 +6,8 @@
     search      per family, a few seeded configurations fitted before the validation window
                 and scored on its clicks; the best configuration of the best family wins
     holdout     the winner refitted on everything before the holdout and scored on the
-                holdout's clicks, popularity beside; the champion is scored on the same users
+                holdout's organic clicks (no rec_id), popularity beside; the champion is
+                scored on the same users as it serves (with its bundle's training rows)
     refit       the winner refitted on the whole window (holdout included), so the model that
                 serves has seen the latest behaviour
     register    bundle -> registry (PendingManualApproval) -> gate -> Approved or Rejected
@@ -33,7 +34,14 @@ from recloop.errors import RecloopError
 from recloop.lake import Lake, ObjectStore
 from recloop.lake.store import ObjectInfo
 from recloop.registry import ModelRegistry, ModelVersion
-from recloop.registry.gate import BundleOnItems, GateConfig, GateDecision, apply, decide
+from recloop.registry.gate import (
+    BundleOnItems,
+    GateConfig,
+    GateDecision,
+    apply,
+    decide,
+    served_histories,
+)
 from recloop.training import dataset as ds
 from recloop.training import search
 from recloop.training.bundle import BundleMeta, ModelBundle
@@ -69,6 +77,10 @@ class TrainOptions:
     dataset: dict[str, Any] = field(default_factory=dict)
     gate: GateConfig = field(default_factory=GateConfig)
     register: bool = True
+    # What the holdout counts (always organic: events carrying a rec_id are left out), and
+    # how many holdout users a comparison needs before the pipeline refuses to decide.
+    holdout_types: tuple[str, ...] = ("click",)
+    min_holdout_users: int = 1
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> TrainOptions:
@@ -91,6 +103,7 @@ class TrainOptions:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["families"] = list(self.families)
+        data["holdout_types"] = list(self.holdout_types)
         return data
 
     @classmethod
@@ -98,6 +111,8 @@ class TrainOptions:
         known = set(cls.__dataclass_fields__)
         values = {k: v for k, v in data.items() if k in known}
         values["families"] = tuple(values.get("families", ()))
+        if "holdout_types" in values:
+            values["holdout_types"] = tuple(values["holdout_types"])
         values["gate"] = GateConfig(**values.get("gate", {}))
         return cls(**values)
 
@@ -111,6 +126,8 @@ class TrainOptions:
                 f"metric {self.metric!r} must be one of recall/precision/ndcg/"
                 f"map/hit_rate at K={self.k}"
             )
+        if not self.holdout_types or self.min_holdout_users < 1:
+            raise TrainError("the holdout needs event types and min_holdout_users >= 1")
         if self.gate.metric != self.metric:
             raise TrainError(f"the gate's metric {self.gate.metric!r} differs from {self.metric!r}")
         _check_params(self.params, list(self.families) or default_families())
@@ -180,16 +197,26 @@ def train(
     progress: Progress | None = None,
     kind: str = "train",
     use_champion: bool = True,
+    apply_decision: bool = True,
+    context: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Run the whole pipeline (see the module docstring) inside a recorded run.
 
     `use_champion=False` gates against popularity even when a champion exists (reproductions).
+    `apply_decision=False` registers the version but leaves it PendingManualApproval with the
+    decision in the result (a caller applies it later). `context` (what triggered the run) is
+    recorded in the run's config and the decision's evidence.
     """
     options.validate()
     say = progress or (lambda stage, done, total: None)
     seeds = {"search": options.seed, "evaluation": options.seed, "bootstrap": options.gate.seed}
-    with tracker.start(options.to_dict(), seeds, kind=kind, run_id=run_id) as run:
-        return _train(options, lake, registry, run, bundle_dir, say, use_champion)
+    config = options.to_dict()
+    if context:
+        config["trigger"] = dict(context)
+    with tracker.start(config, seeds, kind=kind, run_id=run_id) as run:
+        return _train(
+            options, lake, registry, run, bundle_dir, say, use_champion, apply_decision, context
+        )
 
 
 def _train(
@@ -200,6 +227,8 @@ def _train(
     bundle_dir: Path | None,
     say: Progress,
     use_champion: bool,
+    apply_decision: bool = True,
+    context: dict[str, Any] | None = None,
 ) -> TrainResult:
     config = ds.DatasetConfig.from_dict(options.dataset) if options.dataset else ds.DatasetConfig()
     window = resolve_window(lake, options)
@@ -229,12 +258,11 @@ def _train(
     log.info("chosen %s %s", family, params)
 
     # 2. the holdout: the challenger, popularity and the champion on the same users
-    # One streaming pass over the window: before the holdout, the holdout's clicks, everything.
+    # One streaming pass over the window: before the holdout, the holdout's organic clicks
+    # (a click on a recommended list measures agreement with the champion), everything.
     with run.timer("data.read"):
         say("reading the lake window", 0, 1)
-        split = ds.split_lake_window(lake, window.since, window.holdout_start, window.until, config)
-    full, train_part, holdout = split.full, split.train, split.validation
-    del split
+        full, train_part, holdout = _holdout_split(lake, window, config, options)
     if full.snapshot is not None:
         run.set_snapshot(full.snapshot)
         log.info("read %d events from %d objects", full.events_read, len(full.snapshot.objects))
@@ -245,11 +273,12 @@ def _train(
     with run.timer("evaluate.holdout"):
         say("evaluating on the holdout", 0, 1)
         challenger = _evaluate(challenger_model, train_part.matrix, holdout, options, baseline=True)
+    _enough_users(challenger, options)
     run.log_metrics(challenger.to_dict(), prefix="holdout.")
     champion = registry.champion() if use_champion else None
     with run.timer("evaluate.champion"):
         decision, champion_metrics = _gate(
-            challenger, train_part, holdout, registry, champion, options, window
+            challenger, train_part, holdout, registry, champion, options, window, context
         )
     if champion_metrics:
         run.log_metrics(champion_metrics, prefix="champion.")
@@ -276,7 +305,8 @@ def _train(
         with run.timer("register"):
             say("registering", 0, 1)
             version = registry.register(folder, holdout_metrics, run.run_id)
-            version = apply(registry, version.version, decision)
+            if apply_decision:
+                version = apply(registry, version.version, decision)
         run.add_artifact("bundle", version.artifact_uri)
         run.set_result("version", version.to_dict())
         log.info("version %s: %s", version.version, version.status)
@@ -468,9 +498,11 @@ def _gate(
     champion: ModelVersion | None,
     options: TrainOptions,
     window: Window,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[GateDecision, dict[str, float]]:
     context: dict[str, Any] = {
-        "holdout": {"start": window.holdout_start.isoformat(), "end": window.until.isoformat()}
+        "holdout": {"start": window.holdout_start.isoformat(), "end": window.until.isoformat()},
+        **(extra or {}),
     }
     if champion is None:
         assert challenger.baseline is not None
@@ -480,10 +512,63 @@ def _gate(
         folder = registry.download(champion.version, Path(tmp) / champion.version)
         bundle = ModelBundle.load(folder)
         adapted = BundleOnItems(bundle, train.item_ids)
-        result = _evaluate(adapted, train.matrix, holdout, options, users=challenger.users)
+        # As it serves: the users' rows plus the training rows its bundle carries.
+        histories = served_histories(bundle, train, holdout)
+        result = _evaluate(adapted, histories, holdout, options, users=challenger.users)
     context["champion_version"] = champion.version
     name = f"champion v{champion.version}"
     return decide(challenger, result, name, options.gate, context), result.metrics
+
+
+def _holdout_split(
+    lake: Lake, window: Window, config: ds.DatasetConfig, options: TrainOptions
+) -> tuple[ds.InteractionData, ds.InteractionData, sp.csr_matrix]:
+    """(everything, before the holdout, the holdout's organic `holdout_types` events)."""
+    split = ds.split_lake_window(
+        lake,
+        window.since,
+        window.holdout_start,
+        window.until,
+        config,
+        test_types=options.holdout_types,
+        organic_test=True,
+    )
+    return split.full, split.train, split.validation
+
+
+def _enough_users(result: EvalResult, options: TrainOptions) -> None:
+    if len(result.users) < options.min_holdout_users:
+        raise TrainError(
+            f"the holdout has {len(result.users)} users with organic "
+            f"{'/'.join(options.holdout_types)} events, need {options.min_holdout_users}: "
+            "too little fresh data to compare models"
+        )
+
+
+def gate_registered(
+    options: TrainOptions, lake: Lake, registry: ModelRegistry, version: str
+) -> tuple[ModelVersion, GateDecision]:
+    """Gate an already registered, still pending version against the champion and apply it.
+
+    For a model registered without a decision (a training job's): it and the champion are
+    scored exactly as `train` scores its challenger, on the options' window and holdout.
+    """
+    options.validate()
+    champion = registry.champion()
+    if champion is not None and champion.version == version:
+        raise TrainError(f"version {version} is already the champion")
+    config = ds.DatasetConfig.from_dict(options.dataset) if options.dataset else ds.DatasetConfig()
+    window = resolve_window(lake, options)
+    _, train_part, holdout = _holdout_split(lake, window, config, options)
+    if train_part.nnz == 0:
+        raise TrainError(f"no interactions before the holdout in {window.to_dict()}")
+    with tempfile.TemporaryDirectory(prefix="recloop-gate-") as tmp:
+        bundle = ModelBundle.load(registry.download(version, Path(tmp) / version))
+        adapted = BundleOnItems(bundle, train_part.item_ids)
+        challenger = _evaluate(adapted, train_part.matrix, holdout, options, baseline=True)
+    _enough_users(challenger, options)
+    decision, _ = _gate(challenger, train_part, holdout, registry, champion, options, window)
+    return apply(registry, version, decision), decision
 
 
 def _write_bundle(
