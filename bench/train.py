@@ -87,36 +87,12 @@ def synthetic_lake(uri: str, events: int, users: int, items: int, seed: int = 7)
     return written
 
 
-def proposed_top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """What-if for `--proposed-topk`: models.base._top_k's exact answer (the k best columns,
-    ties at the cut to the lowest index, ascending), with the full-row cumsum only for rows
-    whose ties straddle the cut."""
-    n = scores.shape[1]
-    part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
-    values = np.take_along_axis(scores, part, 1)
-    kth = values.min(axis=1)
-    straddle = np.count_nonzero(scores == kth[:, None], axis=1) > np.count_nonzero(
-        values == kth[:, None], axis=1
-    )
-    out = np.sort(part, axis=1)
-    for row in np.flatnonzero(straddle):
-        above = np.flatnonzero(scores[row] > kth[row])
-        ties = np.flatnonzero(scores[row] == kth[row])[: k - len(above)]
-        out[row] = np.sort(np.concatenate([above, ties]))
-    return out
-
-
-def child_e2e(lake_uri: str, registry_uri: str, variant: str = "") -> dict[str, Any]:
+def child_e2e(lake_uri: str, registry_uri: str) -> dict[str, Any]:
     """`recloop train` in this (fresh) process; its JSON summary, wall time and peak RSS."""
     import contextlib
     import io
 
     from recloop.cli import app
-
-    if variant == "proposed-topk":
-        from recloop.training.models import base
-
-        base._top_k = proposed_top_k  # type: ignore[assignment]
 
     baseline = _rss_mb()
     out = io.StringIO()
@@ -206,11 +182,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument(
-        "--proposed-topk",
-        action="store_true",
-        help="what-if: run the pipeline with the top-k proposed for models/base.py",
-    )
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -225,8 +196,7 @@ def main() -> None:
         objects = synthetic_lake(lake_uri, args.events, args.users, args.items)
         setup = time.perf_counter() - start
         print(f"setup: {args.events:,} events in {objects} lake objects ({setup:.1f}s)")
-        variant = ["proposed-topk"] if args.proposed_topk else []
-        e2e = _child("e2e", lake_uri, registry_uri, *variant)
+        e2e = _child("e2e", lake_uri, registry_uri)
         print(
             f"recloop train: {e2e['wall']:.1f}s, {e2e['fits']} fits, peak RSS "
             f"{e2e['peak_rss_mb']:.0f} MB; {e2e['status']}: {e2e['reason']}"
@@ -243,7 +213,6 @@ def main() -> None:
     budget = 3 * (bare["matrix_mb"] + bare["factors_mb"])
     figures = {
         "bench": "train",
-        "variant": "proposed-topk" if args.proposed_topk else "as-is",
         "events": args.events,
         "users": args.users,
         "items": args.items,

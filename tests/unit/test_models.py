@@ -260,3 +260,19 @@ def test_thread_count_zero_means_all_available_cores() -> None:
     assert thread_count(3) == 3
     with pytest.raises(ModelError):
         thread_count(-1)
+
+
+def test_top_k_takes_the_k_best_and_breaks_ties_at_the_cut_towards_the_lower_index() -> None:
+    from recloop.training.models.base import _top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n, rows = int(rng.integers(1, 50)), int(rng.integers(1, 20))
+        k = int(rng.integers(1, n + 1))
+        # Few distinct values (many ties, some rows tied across the cut) and excluded items.
+        scores = rng.integers(0, 4, (rows, n)).astype(np.float32)
+        scores[rng.random((rows, n)) < 0.3] = -np.inf
+        # The reference: sort by score descending, then index ascending; keep k, by index.
+        order = np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=1)
+        expected = np.sort(order[:, :k], axis=1)
+        assert (_top_k(scores, k) == expected).all(), trial

@@ -168,14 +168,30 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k best scores, ascending by index.
 
     Ties at the cut are broken towards the lower index, so the answer does not depend on
-    argpartition's internal order (popularity, for one, has many equal scores).
+    argpartition's internal order (popularity, for one, has many equal scores). argpartition
+    picks k columns per row; only rows where the k-th value also occurs outside them (its ties
+    straddle the cut) need the index rule, applied to those rows alone.
     """
-    kth = np.partition(scores, scores.shape[1] - k, axis=1)[:, scores.shape[1] - k]
-    greater = scores > kth[:, None]
-    need = k - greater.sum(axis=1)
-    tied = scores == kth[:, None]
-    chosen = greater | (tied & (np.cumsum(tied, axis=1) <= need[:, None]))
-    return np.nonzero(chosen)[1].reshape(len(scores), k)
+    n = scores.shape[1]
+    part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
+    values = np.take_along_axis(scores, part, axis=1)
+    kth = values.min(axis=1)[:, None]
+    inside = np.count_nonzero(values == kth, axis=1)
+    straddle = np.flatnonzero(np.count_nonzero(scores == kth, axis=1) > inside)
+    out = np.sort(part, axis=1)
+    if len(straddle):
+        rows, cut = scores[straddle], kth[straddle]
+        chosen = rows > cut
+        need = k - np.count_nonzero(chosen, axis=1)
+        # The tied columns, row-major (ascending index within a row): keep each row's first
+        # `need` of them, ranked by their position after the row's first tie.
+        # (flatnonzero on the raveled mask: 2-D np.nonzero is several times slower.)
+        r, c = np.divmod(np.flatnonzero(rows == cut), n)
+        rank = np.arange(len(r)) - np.searchsorted(r, np.arange(len(straddle)))[r]
+        keep = rank < need[r]
+        chosen[r[keep], c[keep]] = True
+        out[straddle] = (np.flatnonzero(chosen) % n).reshape(len(straddle), k)
+    return out
 
 
 def _sha256(path: Path) -> str:
