@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for router in (recommendations.router, events.router, items.router, dashboard.router):
         app.include_router(router, dependencies=guarded)
     app.include_router(ops.router)
+    if settings.api_token is None:  # the token check is a FastAPI dependency: keep its route
+        app.router.routes.insert(0, recommendations.LeanRoute())
     _install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, recorder=runtime.snapshots)
     if settings.cors_origins:

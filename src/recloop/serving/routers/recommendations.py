@@ -8,6 +8,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from recloop.events import Id
 from recloop.serving.deps import get_service
@@ -90,3 +92,24 @@ async def recommendations(request: Request) -> Response:
         "source": result.source,
     }
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+class LeanRoute(Route):
+    """GET /recommendations as a plain Starlette route, in front of the documented FastAPI one.
+
+    FastAPI's request handling (dependency solving, its response path) cost ~0.07 ms of the
+    request; the handler above needs none of it. The FastAPI route stays for the OpenAPI
+    schema and for apps with a bearer token, whose check is a FastAPI dependency. Errors still
+    go through the app's handlers, and the metrics middleware sees the same route template.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("/recommendations", recommendations, methods=["GET"])
+        self.methods = {"GET"}  # as the documented route: HEAD is a 405 there too
+        self.include_in_schema = False
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child_scope = super().matches(scope)
+        if match is not Match.NONE:
+            child_scope["route"] = self
+        return match, child_scope
