@@ -2,10 +2,15 @@
 
 A user's vector is re-solved from their latest history against the fixed item factors (the
 least-squares step implicit's recalculate_user does), so serving reacts to a click at once.
+
+Fitting runs on a GPU when `use_gpu` says so ("auto", the default: when implicit was built
+with CUDA and a CUDA device is present). The factors are copied back to numpy before they are
+kept, so the artifact is the same .npy either way and serving never needs a GPU.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Self
 
 import numpy as np
@@ -18,7 +23,9 @@ from recloop.training.models._common import (
     thread_count,
     weigh,
 )
-from recloop.training.models.base import Recommender
+from recloop.training.models.base import ModelError, Recommender
+
+log = logging.getLogger(__name__)
 
 # Tuned on ML-100K (bench/train_quality.py): strong regularization matters most there
 # (nDCG@10 0.38 at regularization 0.05 -> 0.47 at 20). implicit does not scale it by the data
@@ -31,11 +38,45 @@ ALS_DEFAULTS: dict[str, Any] = {
     "weighting": "binary",
     "random_state": 0,
     "num_threads": 0,
+    "use_gpu": "auto",  # "auto" | True | False (see use_gpu)
 }
 
 
+def cuda_available() -> bool:
+    """implicit was built with CUDA (implicit.gpu.HAS_CUDA) and a CUDA device is present."""
+    import implicit.gpu
+
+    if not implicit.gpu.HAS_CUDA:
+        return False
+    try:
+        return int(implicit.gpu.get_device_count()) > 0
+    except (AttributeError, RuntimeError):  # no _cuda extension, or the driver refuses
+        return False
+
+
+def use_gpu(setting: Any) -> bool:
+    """Whether to fit on the GPU: "auto" when CUDA is available; True demands it."""
+    value = setting.lower() if isinstance(setting, str) else setting
+    if value == "auto":
+        return cuda_available()
+    if value in (True, "true"):
+        if not cuda_available():
+            raise ModelError("use_gpu=true, but implicit has no CUDA support or no CUDA device")
+        return True
+    if value in (False, "false"):
+        return False
+    raise ModelError(f'use_gpu must be "auto", true or false, got {setting!r}')
+
+
+def to_numpy(factors: Any) -> np.ndarray:
+    """Factors as a float32 numpy array: implicit.gpu.Matrix copies itself back (to_numpy)."""
+    if hasattr(factors, "to_numpy"):
+        factors = factors.to_numpy()
+    return np.ascontiguousarray(factors, dtype=np.float32)
+
+
 class ALS(Recommender):
-    """Matrix factorisation by alternating least squares (implicit.cpu)."""
+    """Matrix factorisation by alternating least squares (implicit.gpu or implicit.cpu)."""
 
     family = "als"
 
@@ -44,23 +85,34 @@ class ALS(Recommender):
         self.item_factors = np.zeros((0, int(self.params["factors"])), dtype=np.float32)
         # YtY, computed on first use and kept: every user vector needs it (see fold_in).
         self._gram: np.ndarray | None = None
+        self.device = ""  # where the last fit ran: "gpu" or "cpu"
 
     def fit(self, interactions: sp.csr_matrix, ages: sp.csr_matrix | None = None) -> Self:
-        from implicit.cpu.als import AlternatingLeastSquares
-
         p = self.params
+        common = {
+            "factors": int(p["factors"]),
+            "regularization": float(p["regularization"]),
+            "alpha": float(p["alpha"]),
+            "iterations": int(p["iterations"]),
+            "random_state": int(p["random_state"]),
+        }
+        gpu = use_gpu(p["use_gpu"])
         weighted = weigh(interactions, p["weighting"])
-        with single_threaded_blas():
-            model = AlternatingLeastSquares(
-                factors=int(p["factors"]),
-                regularization=float(p["regularization"]),
-                alpha=float(p["alpha"]),
-                iterations=int(p["iterations"]),
-                random_state=int(p["random_state"]),
-                num_threads=thread_count(int(p["num_threads"])),
-            )
+        model: Any
+        if gpu:
+            from implicit.gpu.als import AlternatingLeastSquares as GpuALS
+
+            model = GpuALS(**common)
             model.fit(weighted, show_progress=False)
-        self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        else:
+            from implicit.cpu.als import AlternatingLeastSquares as CpuALS
+
+            with single_threaded_blas():
+                model = CpuALS(**common, num_threads=thread_count(int(p["num_threads"])))
+                model.fit(weighted, show_progress=False)
+        self.device = "gpu" if gpu else "cpu"
+        log.info("ALS fitted on the %s", self.device)
+        self.item_factors = to_numpy(model.item_factors)
         self._gram = None
         self.n_items = interactions.shape[1]
         return self
