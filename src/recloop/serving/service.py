@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import numpy as np
-import scipy.sparse as sp
 
 from recloop.events import SCHEMA_VERSION, Context, Event, EventType
 from recloop.serving.candidates.base import CandidateQuery, CandidateSource, Origin
@@ -25,7 +24,7 @@ from recloop.serving.features.base import FeatureStore, HistoryEntry, ItemFeatur
 from recloop.serving.features.cache import ItemCache
 from recloop.serving.hotswap import ModelHolder
 from recloop.serving.metrics import ServingMetrics
-from recloop.serving.model import ServedModel
+from recloop.serving.model import HistoryRow, ServedModel
 from recloop.serving.ranking import Ranked, RankingRules, Scored, choose, rank, reason
 from recloop.serving.resilience import Guard
 from recloop.serving.schemas import Source
@@ -125,7 +124,7 @@ class RecommendationService:
         if history is None:
             pool = self._popular_pool(model, _NONE)
         else:
-            row = model.history_row(history, actor_id if signed_in else None)
+            row = model.history_parts(history, actor_id if signed_in else None)
             seen = np.asarray(row.indices, dtype=np.int64)  # sorted, distinct
             if row.nnz == 0:
                 items = await self._cold_answer(ctx, history, k, exclude_seen, category, now)
@@ -274,7 +273,7 @@ class RecommendationService:
         self,
         ctx: _Context,
         history: list[HistoryEntry],
-        row: sp.csr_matrix,
+        row: HistoryRow,
         k: int,
         exclude_seen: bool,
         category: str | None,
