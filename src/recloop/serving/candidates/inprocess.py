@@ -52,6 +52,11 @@ class InProcessCandidates:
                     model.item_vectors, np.asarray(query.user_vector).reshape(-1), query.n, NPROBE
                 )
                 parts.append((found, Origin.VECTOR, None))
+            # Popular items come last: when the parts before them already fill the request,
+            # they could not make the cut, and merging them would double the sort.
+            found = merge(parts, limit=query.n, exclude=query.exclude)
+            if len(found) >= query.n:
+                return found
             parts.append((np.asarray(model.popular), Origin.POPULAR, None))
         return merge(parts, limit=query.n, exclude=query.exclude)
 
