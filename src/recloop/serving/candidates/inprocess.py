@@ -54,9 +54,9 @@ class InProcessCandidates:
                 parts.append((found, Origin.VECTOR, None))
             # Popular items come last: when the parts before them already fill the request,
             # they could not make the cut, and merging them would double the sort.
-            found = merge(parts, limit=query.n, exclude=query.exclude)
-            if len(found) >= query.n:
-                return found
+            merged = merge(parts, limit=query.n, exclude=query.exclude)
+            if len(merged) >= query.n:
+                return merged
             parts.append((np.asarray(model.popular), Origin.POPULAR, None))
         return merge(parts, limit=query.n, exclude=query.exclude)
 
