@@ -105,3 +105,25 @@ def test_ops_endpoints(client: TestClient, world: TinyWorld) -> None:
     assert 'recloop_http_requests_total{route="/recommendations",status="200"}' in metrics
     assert "recloop_model_info" in metrics
     assert client.get("/nope").json()["error"]["code"] == "not_found"
+
+
+def test_an_item_made_unavailable_leaves_the_answers_within_a_second(
+    client: TestClient, world: TinyWorld, tmp_path: Path
+) -> None:
+    import time
+    from dataclasses import replace
+
+    from recloop.serving.features import features_from_uri
+
+    params = {"user_id": "u1", "k": 5}
+    top = client.get("/recommendations", params=params).json()["items"][0]["item_id"]
+    store = features_from_uri(world.features_uri)
+    original = next(i for i in world.items if i.item_id == top)
+    store.upsert_items([replace(original, available=False)])
+    try:
+        time.sleep(1.1)  # serving asks the store's items version at most once a second
+        ids = [i["item_id"] for i in client.get("/recommendations", params=params).json()["items"]]
+        assert top not in ids and len(ids) == 5
+    finally:
+        store.upsert_items([original])
+        store.close()

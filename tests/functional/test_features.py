@@ -123,3 +123,17 @@ def test_bad_uri_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError):
         features_from_uri("redis://localhost")
+
+
+def test_sqlite_items_version_moves_with_any_item_change(tmp_path: Path) -> None:
+    store = SQLiteFeatureStore(tmp_path / "f.db")
+    start = store.items_version()
+    store.add_history([event("e1", "u1", "a", 1)])
+    assert store.items_version() == start  # history is not items
+    store.upsert_items([ItemFeatures("a", "A"), ItemFeatures("b", "B")])
+    after_upsert = store.items_version()
+    assert after_upsert > start
+    conn = store._conn()  # a writer that bypasses the store's methods is seen too (triggers)
+    conn.execute("UPDATE items SET available = 0 WHERE item_id = 'a'")
+    assert store.items_version() > after_upsert
+    store.close()

@@ -247,3 +247,34 @@ def test_kinesis_sink_retries_only_the_failed_records() -> None:
     assert sink.flush(30.0)
     sink.close()
     assert calls == [6, 3] and sink.delivered == 6 and sink.dropped == 0
+
+
+# ---- item metadata table ------------------------------------------------------------------
+
+
+def test_item_table_rows_expire_unless_the_store_confirms_its_items_are_unchanged() -> None:
+    from recloop.serving.features.cache import ItemTable
+
+    now = [100.0]
+    table = ItemTable(4, ttl_s=5.0, check_every_s=1.0, clock=lambda: now[0])
+    rows = np.array([1, 2, 1])
+    assert table.stale(rows).tolist() == [1, 2]
+    table.fill(np.array([1, 2]), ["a", "b"], {"a": meta("a", "x", available=False)})
+    assert table.stale(rows).tolist() == []
+    got = table.gather(rows)
+    assert got.known.tolist() == [True, False, True]  # b: read, and the store has no row
+    assert got.available.tolist() == [False, True, False] and got.titles[0] == "A"
+    assert table.gather(rows, unusable=np.array([1])).known.tolist() == [False, False, False]
+    table.confirm(7)  # the first version seen: rows read before it are not trusted
+    assert table.stale(rows).tolist() == [1, 2]
+    table.fill(np.array([1, 2]), ["a", "b"], {})
+    now[0] += 4.0
+    assert table.version_due()  # checked 4 s ago, every 1 s
+    table.confirm(7)  # unchanged: valid ttl_s from now
+    now[0] += 4.0
+    assert table.stale(rows).tolist() == []
+    now[0] += 2.0  # no confirmation for 6 s: the TTL applies
+    assert table.stale(rows).tolist() == [1, 2]
+    table.fill(np.array([1, 2]), ["a", "b"], {})
+    table.confirm(8)  # an item changed somewhere: every row is read again
+    assert table.stale(rows).tolist() == [1, 2]

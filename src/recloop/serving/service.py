@@ -7,6 +7,7 @@ candidate source never fails the answer: it degrades to the loaded model's popul
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -208,6 +209,11 @@ class RecommendationService:
     async def _refresh(self, ctx: _Context, indices: np.ndarray) -> np.ndarray | None:
         """Read the expired metadata rows of these items; the rows it could not read, if any."""
         table = ctx.model.items
+        versioned = getattr(self.features, "items_version", None)
+        if versioned is not None and table.version_due():
+            # On failure the rows expire after their TTL, as with a store without versions.
+            with contextlib.suppress(BackendError):
+                table.confirm(await self.features_guard.call(versioned))
         stale = table.stale(indices)
         if not len(stale):
             return None

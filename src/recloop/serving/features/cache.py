@@ -62,10 +62,17 @@ class ItemTable:
     """
 
     def __init__(
-        self, n_items: int, ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self,
+        n_items: int,
+        ttl_s: float = 5.0,
+        check_every_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl_s = ttl_s
+        self.check_every_s = check_every_s
         self._clock = clock
+        self.version: int | None = None
+        self._checked_at = -np.inf
         self.expiry = np.full(n_items, -np.inf)
         self.known = np.zeros(n_items, dtype=bool)
         self.available = np.ones(n_items, dtype=bool)
@@ -73,6 +80,25 @@ class ItemTable:
         self.titles = np.full(n_items, None, dtype=object)
         self.categories = np.empty(n_items, dtype=object)
         self.categories[:] = [()] * n_items
+
+    def version_due(self) -> bool:
+        """True when the store's items version should be asked for again (see `confirm`)."""
+        return self._clock() - self._checked_at >= self.check_every_s
+
+    def confirm(self, version: int) -> None:
+        """The store's items are at `version`: unchanged, every row read stays valid ttl_s more.
+
+        A store that versions its items (SQLite) thus keeps rows until an item changes, and
+        a change shows within `check_every_s`; without versions rows expire after ttl_s.
+        """
+        now = self._clock()
+        self._checked_at = now
+        if version != self.version:
+            self.version = version
+            self.expiry[:] = -np.inf
+        else:
+            read = np.isfinite(self.expiry)
+            np.maximum(self.expiry, now + self.ttl_s, out=self.expiry, where=read)
 
     def stale(self, indices: np.ndarray) -> np.ndarray:
         """The distinct indices among `indices` whose rows must be read from the store."""

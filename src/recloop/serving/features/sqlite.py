@@ -46,6 +46,18 @@ CREATE TABLE IF NOT EXISTS items (
     published_at REAL
 );
 CREATE INDEX IF NOT EXISTS items_published ON items (available, published_at DESC);
+-- Bumped by any change to items, whoever writes: readers cache item rows until it moves.
+CREATE TABLE IF NOT EXISTS items_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 0),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO items_version VALUES (0, 0);
+CREATE TRIGGER IF NOT EXISTS items_inserted AFTER INSERT ON items
+BEGIN UPDATE items_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS items_updated AFTER UPDATE ON items
+BEGIN UPDATE items_version SET version = version + 1; END;
+CREATE TRIGGER IF NOT EXISTS items_deleted AFTER DELETE ON items
+BEGIN UPDATE items_version SET version = version + 1; END;
 CREATE TABLE IF NOT EXISTS users (
     actor_id   TEXT PRIMARY KEY,
     segments   TEXT NOT NULL DEFAULT '[]',
@@ -202,6 +214,11 @@ class SQLiteFeatureStore:
                 item = _item(row)
                 out[item.item_id] = item
         return out
+
+    def items_version(self) -> int:
+        """A number that changes whenever any item row changes (serving caches rows until then)."""
+        rows = self._read("SELECT version FROM items_version", ())
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
 
     def newest_items(self, limit: int, category: str | None = None) -> list[ItemFeatures]:
         if category is None:
