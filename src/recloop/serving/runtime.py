@@ -82,17 +82,34 @@ class Runtime:
         """Load, verify, publish and warm one version (never touches the served reference)."""
         ids = [str(i) for i in np.load(folder / "item_ids.npy", mmap_mode="r").tolist()]
         catalogue: dict[str, Any] = {}
+        items_version = self._items_version()  # before the read: a change during it shows
+        complete = False
         try:
             for start in range(0, len(ids), _CATALOGUE_CHUNK):
                 catalogue |= self._catalogue_chunk(ids[start : start + _CATALOGUE_CHUNK])
+            complete = True
         except Exception as exc:  # a catalogue outage must not block a model update
             log.warning("no item metadata for model %s: %s", version, exc)
         model = load_served_model(
             folder, version, catalogue, registry_uri=getattr(self.registry, "uri", None)
         )
+        if complete:  # every item's row was just read: requests need not read them again
+            if items_version is not None:
+                model.items.confirm(items_version)
+            model.items.fill(np.arange(len(ids)), ids, catalogue)
         self.candidates.publish(model)
         warm(model)
         return model
+
+    def _items_version(self) -> int | None:
+        """The feature store's items version, when it keeps one (see ItemTable.confirm)."""
+        versioned = getattr(self.features, "items_version", None)
+        if versioned is None:
+            return None
+        try:
+            return int(versioned())
+        except Exception:  # the version is an optimisation: without it rows expire by TTL
+            return None
 
     def _catalogue_chunk(self, ids: list[str]) -> dict[str, Any]:
         for attempt in range(_CATALOGUE_TRIES):

@@ -107,17 +107,19 @@ class ItemTable:
 
     def fill(self, indices: np.ndarray, item_ids: Sequence[str], fetched: dict[str, Any]) -> None:
         """Store what the store returned for these rows (absent ones are remembered as unknown)."""
-        expiry = self._clock() + self.ttl_s
-        for index, item_id in zip(np.asarray(indices).tolist(), item_ids, strict=True):
-            meta: ItemFeatures | None = fetched.get(item_id)
-            self.expiry[index] = expiry
-            self.known[index] = meta is not None
-            self.available[index] = meta is None or meta.available
-            self.published[index] = (
-                meta.published_at.timestamp() if meta and meta.published_at else np.nan
-            )
-            self.titles[index] = meta.title if meta else None
-            self.categories[index] = meta.categories if meta else ()
+        rows = np.asarray(indices, dtype=np.int64)
+        n = len(rows)
+        found: list[ItemFeatures | None] = [fetched.get(i) for i in item_ids]
+        self.known[rows] = np.fromiter((m is not None for m in found), bool, n)
+        self.available[rows] = np.fromiter((m is None or m.available for m in found), bool, n)
+        self.published[rows] = np.fromiter(
+            (m.published_at.timestamp() if m and m.published_at else np.nan for m in found),
+            np.float64,
+            n,
+        )
+        self.titles[rows] = np.fromiter((m.title if m else None for m in found), object, n)
+        self.categories[rows] = np.fromiter((m.categories if m else () for m in found), object, n)
+        self.expiry[rows] = self._clock() + self.ttl_s
 
     def gather(self, indices: np.ndarray, unusable: np.ndarray | None = None) -> MetaArrays:
         """The metadata of these rows; rows in `unusable` (a failed refresh) count as unknown."""
