@@ -205,10 +205,10 @@ def served_histories(
     Serving computes a signed-in user's vector from their recent events *and* the training
     rows the bundle carries (ServedModel.history_row), so a champion trained before a change
     in tastes keeps leaning on the old ones. Scoring the champion on these rows is scoring it
-    as it serves; items `data` does not know are dropped. Pairs present in `holdout` are
-    left out of the added rows: a champion trained into the holdout's time carries the
-    holdout's own events, and exclude_seen would hide exactly the items it is scored on. A
-    bundle without histories gets `data`'s rows unchanged.
+    as it serves; items `data` does not know are dropped. Pairs present in `holdout` (pass
+    it for a champion trained into the holdout's time: it carries the holdout's own events)
+    are left out of the added rows, or exclude_seen would hide exactly the items it is scored
+    on. A bundle without histories gets `data`'s rows unchanged.
     """
     if bundle.history is None:
         return data.matrix

@@ -512,12 +512,20 @@ def _gate(
         folder = registry.download(champion.version, Path(tmp) / champion.version)
         bundle = ModelBundle.load(folder)
         adapted = BundleOnItems(bundle, train.item_ids)
-        # As it serves: the users' rows plus the training rows its bundle carries.
-        histories = served_histories(bundle, train, holdout)
+        # As it serves: the users' rows plus the training rows its bundle carries; when its
+        # window reaches into the holdout those rows hold holdout positives, left out.
+        overlap = holdout if _trained_into(bundle, window.holdout_start) else None
+        histories = served_histories(bundle, train, overlap)
         result = _evaluate(adapted, histories, holdout, options, users=challenger.users)
     context["champion_version"] = champion.version
     name = f"champion v{champion.version}"
     return decide(challenger, result, name, options.gate, context), result.metrics
+
+
+def _trained_into(bundle: ModelBundle, moment: datetime) -> bool:
+    """The bundle's training window ends after `moment` (or its end is unknown)."""
+    end = _as_utc(bundle.meta.train_end)
+    return end is None or end > moment
 
 
 def _holdout_split(
