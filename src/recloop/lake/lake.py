@@ -127,7 +127,8 @@ def _to_parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def _as_utc(value: datetime | date | str | None) -> datetime | None:
+def as_utc(value: datetime | date | str | None) -> datetime | None:
+    """A UTC datetime from a datetime, date or ISO string (naive means UTC); None stays None."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -194,7 +195,7 @@ class Lake:
         self, start: datetime | date | str | None = None, end: datetime | date | str | None = None
     ) -> list[str]:
         """Event objects whose hour partition overlaps [start, end), in time order."""
-        lo, hi = _as_utc(start), _as_utc(end)
+        lo, hi = as_utc(start), as_utc(end)
         prefixes = ["events/"]
         if lo is not None and hi is not None and (hi - lo) <= timedelta(days=400):
             days = (hi.date() - lo.date()).days + 1
@@ -225,7 +226,7 @@ class Lake:
         Each object read is appended to `snapshot` with its size and checksum, so the caller
         knows exactly what it consumed. Memory stays bounded by one object at a time.
         """
-        lo, hi = _as_utc(start), _as_utc(end)
+        lo, hi = as_utc(start), as_utc(end)
         wanted = None if columns is None else sorted({*columns, "timestamp"})
         for key in self.event_keys(lo, hi):
             data = self.store.get(key)
@@ -257,7 +258,7 @@ class Lake:
         With `dedupe`, an event_id seen twice (the same event delivered in two batches) is
         kept once, first occurrence wins.
         """
-        lo, hi = _as_utc(start), _as_utc(end)
+        lo, hi = as_utc(start), as_utc(end)
         snapshot = Snapshot(
             self.uri, lo.isoformat() if lo else None, hi.isoformat() if hi else None
         )

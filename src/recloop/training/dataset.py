@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from recloop.errors import RecloopError
 from recloop.lake import Lake, Snapshot
+from recloop.lake.lake import as_utc
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -262,16 +263,6 @@ def _encode(values: np.ndarray, index: dict[str, int]) -> np.ndarray:
     return lookup[codes]
 
 
-def _as_utc(value: datetime | date | str | None) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _ms(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
@@ -418,8 +409,8 @@ def from_lake(
     The returned data carries the Snapshot (every object read, with checksums). When `end` is
     None, the window ends at the end of the newest hour partition in the lake.
     """
-    lo = _as_utc(start)
-    hi = _window_end(lake, lo, _as_utc(end))
+    lo = as_utc(start)
+    hi = _window_end(lake, lo, as_utc(end))
     sink = _Sink(config or DatasetConfig(), lo, hi)
     return sink.finish(_stream(lake, lo, hi, [sink]))
 
@@ -455,8 +446,8 @@ def split_lake_window(
     scores every model by its agreement with that model (see the pipeline's gate).
     """
     config = config or DatasetConfig()
-    lo, at = _as_utc(start), _required(split_at)
-    hi = _window_end(lake, lo, _as_utc(end))
+    lo, at = as_utc(start), _required(split_at)
+    hi = _window_end(lake, lo, as_utc(end))
     if not at < hi or (lo is not None and not lo < at):
         raise DatasetError(f"split_at {at.isoformat()} must fall inside the window")
     test_sink = _Sink(_test_config(test_types), at, hi, organic=organic_test)
@@ -513,7 +504,7 @@ def from_table(
     if missing:
         raise DatasetError(f"event table lacks column(s) {missing}; has {list(frame.columns)}")
     ts = _timestamps_ms(frame[time_col])
-    hi = _as_utc(end)
+    hi = as_utc(end)
     if hi is None:
         hi = datetime.fromtimestamp((int(ts.max()) + 1) / 1000 if len(ts) else 0, UTC)
     types = frame[type_col].to_numpy() if type_col and type_col in frame else None
@@ -569,7 +560,7 @@ def temporal_split(
     time_col = columns.get("time_col", "timestamp")
     ts = _timestamps_ms(frame[time_col])
     at = _ms(_required(split_at))
-    hi = _as_utc(test_end)
+    hi = as_utc(test_end)
     before = ts < at
     after = (ts >= at) & (ts < _ms(hi) if hi else True)
     if not before.any() or not after.any():
@@ -593,7 +584,7 @@ def temporal_split_lake(
 
 
 def _required(value: datetime | date | str) -> datetime:
-    parsed = _as_utc(value)
+    parsed = as_utc(value)
     if parsed is None:
         raise DatasetError("a split time is required")
     return parsed
