@@ -127,3 +127,16 @@ def test_an_item_made_unavailable_leaves_the_answers_within_a_second(
     finally:
         store.upsert_items([original])
         store.close()
+
+
+def test_the_lean_recommendations_route_keeps_the_documented_contract(client: TestClient) -> None:
+    assert client.get("/recommendations", params={"user_id": "u1"}).status_code == 200
+    wrong = client.post("/recommendations")
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    bad = client.get("/recommendations", params={"user_id": "u1", "k": 0})
+    assert bad.status_code == 422 and bad.json()["error"]["fields"][0]["field"] == "query.k"
+    metrics = client.get("/metrics").text
+    assert 'recloop_http_requests_total{route="/recommendations",status="405"}' in metrics
+    operation = client.get("/openapi.json").json()["paths"]["/recommendations"]["get"]
+    assert {p["name"] for p in operation["parameters"]} >= {"user_id", "visitor_id", "k"}
+    assert "RecommendationsPublic" in str(operation["responses"]["200"])
