@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import time
@@ -211,9 +212,17 @@ def lambda_api(world: TinyWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     from recloop.config import get_settings
 
     get_settings.cache_clear()
+    # The test owns the event loop Mangum runs on (as the Lambda runtime's process would), so
+    # it is closed here rather than left to the garbage collector with its sockets open.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     handler = _load_handler()
-    yield handler
-    handler._adapter().app.state.runtime.sink.close()
+    try:
+        yield handler
+        handler._adapter().app.state.runtime.sink.close()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def test_lambda_handler_with_api_gateway_v1_event(lambda_api: Any, aws_event: Any) -> None:
