@@ -8,6 +8,7 @@ server, so the assertions are on decisions and directions, not on exact figures.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,5 @@ def test_the_demo_folder_is_absolute_whether_defaulted_or_relative(
     CliRunner().invoke(app, args)
     [root] = seen
     assert root.is_absolute() and root.is_relative_to(tmp_path)
+    # The demo quiets the library's logging only while it runs.
+    assert logging.getLogger("recloop").level == logging.NOTSET

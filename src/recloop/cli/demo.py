@@ -126,13 +126,19 @@ def demo(
         elif root.exists() and any(root.iterdir()):
             raise ConfigError(f"{root} is not empty: the demo needs a fresh folder")
         root = root.resolve()  # the backends take file:// URIs, which must be absolute
-        # Library warnings (a degraded answer, a slow poll) would tear the live view.
-        logging.getLogger("recloop").setLevel(logging.ERROR)
         console.print(
             f"recloop demo in {root} ({'quick' if quick else f'{config.budget:.0f} s max'})"
         )
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            result = run_demo(config, root, lambda status: live.update(_render(status)))
+        # Library warnings (a degraded answer, a slow poll) would tear the live view; the level
+        # is restored afterwards, so a caller in the same process keeps its logging.
+        library_log = logging.getLogger("recloop")
+        level = library_log.level
+        library_log.setLevel(logging.ERROR)
+        try:
+            with Live(console=console, refresh_per_second=4, transient=False) as live:
+                result = run_demo(config, root, lambda status: live.update(_render(status)))
+        finally:
+            library_log.setLevel(level)
     console.print(_verdict(result))
     if as_json:
         print_json(result.summary())
