@@ -15,6 +15,7 @@ import queue
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,7 +47,7 @@ class EventSink(Protocol):
         ...
 
 
-class QueuedSink:
+class QueuedSink(ABC):
     """A bounded queue drained by one daemon thread in batches; subclasses deliver a batch."""
 
     def __init__(
@@ -155,9 +156,9 @@ class QueuedSink:
         self._on_outcome("dropped", len(pending))
         log.error("event sink dropped %d events after %d retries", len(pending), self.retries)
 
+    @abstractmethod
     def _deliver(self, batch: list[Event]) -> list[Event]:
         """Deliver a batch; return the events that still need delivering."""
-        raise NotImplementedError
 
 
 class LakeEventSink(QueuedSink):
