@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
+from recloop.cli import app
+from recloop.config import get_settings
 from recloop.events import EVENT_SCHEMA, conform
 from recloop.lake import Lake
 from recloop.monitoring.decay import decay_curve
 from recloop.monitoring.errors import MonitorError
+from recloop.registry import registry_from_uri
 from recloop.training.bundle import BundleMeta, ModelBundle
 from recloop.training.dataset import DatasetConfig, from_table
-from training_fixtures import CooccurrenceModel
+from training_fixtures import CooccurrenceModel, register_test_family
 
 N_USERS, N_ITEMS, GROUPS = 60, 90, 3
 SHIFT_DAY = 7  # from this day on, group g clicks the items of group g + 1
@@ -109,3 +115,29 @@ def test_bad_ranges_are_refused(world: tuple[Lake, ModelBundle]) -> None:
         decay_curve(lake, bundle, "2026-01-08", "2026-01-06")
     with pytest.raises(MonitorError):
         decay_curve(lake, bundle, "yesterday", "2026-01-06")
+
+
+def test_cli_scores_the_champion_day_by_day(
+    world: tuple[Lake, ModelBundle], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register_test_family(monkeypatch)
+    lake, bundle = world
+    registry = registry_from_uri(get_settings().registry_uri)
+    version = registry.register(bundle.save(tmp_path / "bundle"), {"recall@10": 0.1}, "run-1")
+    runner = CliRunner()
+    argv = ["monitor", "decay", "--days", "6", "--end", "2026-01-12", "--k", "5"]
+    refused = runner.invoke(app, [*argv, "--lake-uri", lake.uri])
+    assert refused.exit_code == 2 and "no champion" in refused.output
+    registry.approve(version.version, "test")
+    result = runner.invoke(app, [*argv, "--lake-uri", lake.uri, "--json"])
+    assert result.exit_code == 0, result.output
+    out = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert out["model"] == version.version and out["k"] == 5
+    expected = decay_curve(lake, bundle, "2026-01-06", "2026-01-12", k=5)
+    assert out["days"] == [m.to_dict() for m in expected]
+    # Without --end the range ends after the newest data day (Jan 10), so Jan 11 is not scored.
+    newest = runner.invoke(
+        app, ["monitor", "decay", "--days", "2", "--lake-uri", lake.uri, "--json"]
+    )
+    days = orjson.loads(newest.stdout.strip().splitlines()[-1])["days"]
+    assert [d["day"] for d in days] == ["2026-01-09", "2026-01-10"]

@@ -1,7 +1,8 @@
-"""`recloop monitor check` and `recloop dashboard`: what on-call runs by hand."""
+"""`recloop monitor check|ctr|decay` and `recloop dashboard`: what on-call runs by hand."""
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,65 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2%}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+@monitor_app.command("decay")
+def decay(
+    model: str = typer.Option("champion", help="Registry version to score, or 'champion'."),
+    days: int = typer.Option(7, min=1, help="How many UTC days, ending at --end."),
+    end: str | None = typer.Option(
+        None, help="ISO day after the last one scored (default: the day after the newest data)."
+    ),
+    k: int = typer.Option(10, min=1, help="Cut-off of recall@k and ndcg@k."),
+    lake_uri: str | None = typer.Option(None, help="Lake URI (default: RECLOOP_LAKE_URI)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """The model's decay curve: recall@k and ndcg@k on each day's organic clicks."""
+    from recloop.monitoring.decay import decay_curve
+    from recloop.registry import registry_from_uri
+    from recloop.training.bundle import ModelBundle
+
+    with user_errors():
+        settings = get_settings()
+        lake = Lake.from_uri(lake_uri or settings.lake_uri)
+        registry = registry_from_uri(settings.registry_uri)
+        version = model
+        if model == "champion":
+            champ = registry.champion()
+            if champ is None:
+                raise ConfigError("the registry has no champion; pass --model VERSION")
+            version = champ.version
+        hi = _when(end, "--end") or _day_after_newest(lake)
+        hi = hi.replace(hour=0, minute=0, second=0, microsecond=0)
+        lo = hi - timedelta(days=days)
+        with tempfile.TemporaryDirectory(prefix="recloop-decay-") as tmp:
+            folder = registry.download(version, Path(tmp) / "bundle")
+            curve = decay_curve(lake, ModelBundle.load(folder), lo, hi, k=k)
+    rows = [m.to_dict() for m in curve]
+    if as_json:
+        print_json({"model": version, "k": k, "start": lo.isoformat(), "end": hi.isoformat(),
+                    "days": rows})  # fmt: skip
+        return
+    out = Table(title=f"decay of model {version}, {lo:%Y-%m-%d} .. {hi:%Y-%m-%d} UTC (exclusive)")
+    for column in ("day", "users", f"recall@{k}", f"ndcg@{k}"):
+        out.add_column(column, justify="left" if column == "day" else "right")
+    for m in curve:
+        out.add_row(
+            m.day.isoformat(),
+            f"{m.users:,}",
+            "-" if m.recall is None else f"{m.recall:.4f}",
+            "-" if m.ndcg is None else f"{m.ndcg:.4f}",
+        )
+    console.print(out)
+
+
+def _day_after_newest(lake: Lake) -> datetime:
+    """The start of the day after the newest event partition (today's end without events)."""
+    keys = lake.event_keys(None, None)
+    if not keys:
+        return datetime.now(UTC) + timedelta(days=1)
+    day = keys[-1].split("/")[1].removeprefix("dt=")  # events/dt=YYYY-MM-DD/hour=HH/...
+    return datetime.fromisoformat(f"{day}T00:00:00+00:00") + timedelta(days=1)
 
 
 def dashboard(
