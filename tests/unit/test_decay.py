@@ -136,8 +136,11 @@ def test_cli_scores_the_champion_day_by_day(
     expected = decay_curve(lake, bundle, "2026-01-06", "2026-01-12", k=5)
     assert out["days"] == [m.to_dict() for m in expected]
     # Without --end the range ends after the newest data day (Jan 10), so Jan 11 is not scored.
-    newest = runner.invoke(
-        app, ["monitor", "decay", "--days", "2", "--lake-uri", lake.uri, "--json"]
-    )
+    recent = ["monitor", "decay", "--days", "2", "--lake-uri", lake.uri]
+    newest = runner.invoke(app, [*recent, "--json"])
+    assert newest.exit_code == 0, newest.output
     days = orjson.loads(newest.stdout.strip().splitlines()[-1])["days"]
     assert [d["day"] for d in days] == ["2026-01-09", "2026-01-10"]
+    table = runner.invoke(app, recent)
+    assert table.exit_code == 0, table.output
+    assert "2026-01-10" in table.output and "recall@10" in table.output
