@@ -33,7 +33,7 @@ from recloop.serving.errors import (
     UnauthorizedError,
 )
 from recloop.serving.metrics import ServingMetrics
-from recloop.serving.routers import dashboard, events, items, ops, recommendations
+from recloop.serving.routers import dashboard, events, items, ops, recommendations, users
 from recloop.serving.runtime import Runtime, build_runtime
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     # The token check exists only when a token is configured: no per-request cost otherwise.
     guarded = [AuthDep] if settings.api_token is not None else []
-    for router in (recommendations.router, events.router, items.router, dashboard.router):
+    for router in (
+        recommendations.router,
+        events.router,
+        items.router,
+        users.router,
+        dashboard.router,
+    ):
         app.include_router(router, dependencies=guarded)
     app.include_router(ops.router)
     if settings.api_token is None:  # the token check is a FastAPI dependency: keep its route

@@ -48,6 +48,11 @@ class EventsAcceptedPublic(BaseModel):
     accepted: int
 
 
+class UserSamplePublic(BaseModel):
+    model_version: str
+    user_ids: list[str]
+
+
 class HealthPublic(BaseModel):
     status: Literal["ok"] = "ok"
 
