@@ -17,7 +17,7 @@ SHARED = Path(os.environ.get("RECLOOP_SHARED", REPO.parent / "shared"))
 def shared_dir() -> Path:
     """../shared, or a skip that says why when it is absent."""
     if not SHARED.is_dir():
-        pytest.skip(f"shared data folder {SHARED} is absent (set RECLOOP_SHARED)")
+        pytest.skip(reason=f"shared data folder {SHARED} is absent (set RECLOOP_SHARED)")
     return SHARED
 
 
@@ -29,7 +29,7 @@ def aws_event(shared_dir: Path):  # type: ignore[no-untyped-def]
     def load(name: str) -> dict:  # type: ignore[type-arg]
         path = shared_dir / "aws-events" / name
         if not path.is_file():
-            pytest.skip(f"{path} is absent")
+            pytest.skip(reason=f"{path} is absent")
         return json.loads(path.read_text())  # type: ignore[no-any-return]
 
     return load

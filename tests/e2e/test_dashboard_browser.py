@@ -28,7 +28,9 @@ def _browser() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip(f"no headless browser found ({', '.join(BROWSERS)}); apt-get install -y chromium")
+    pytest.skip(
+        reason=f"no headless browser found ({', '.join(BROWSERS)}); apt-get install -y chromium"
+    )
 
 
 def _run(browser: str, *args: str) -> subprocess.CompletedProcess[str]:

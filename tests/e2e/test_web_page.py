@@ -21,7 +21,9 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture
 def browser() -> Iterator[object]:
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium-driver)")
+        pytest.skip(
+            reason="chromium and chromedriver are not installed (apt-get install chromium-driver)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

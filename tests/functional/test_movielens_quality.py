@@ -25,7 +25,7 @@ CHOSEN = {"l2": 300.0, "dropout": 0.5, "weighting": "log"}
 def _ratings(shared_dir: Path) -> pd.DataFrame:
     path = shared_dir / "data" / "movielens-100k" / "u.data"
     if not path.is_file():
-        pytest.skip(f"{path} is absent")
+        pytest.skip(reason=f"{path} is absent")
     names = ["user_id", "item_id", "rating", "timestamp"]
     return pd.read_csv(path, sep="\t", names=names)
 

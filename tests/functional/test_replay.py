@@ -104,7 +104,7 @@ def test_on_ml_100k_weekly_retraining_beats_the_frozen_model(
 ) -> None:
     folder = shared_dir / "data" / "movielens-100k"
     if not (folder / "u.data").is_file():
-        pytest.skip(f"{folder} holds no u.data")
+        pytest.skip(reason=f"{folder} holds no u.data")
 
     result = Replay(folder, Lake.from_uri((tmp_path / "lake").as_uri())).run()
 
