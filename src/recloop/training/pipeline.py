@@ -4,7 +4,8 @@
                 holdout    = [until - holdout_days, until)            (the gate's data)
                 validation = [holdout start - validation_days, holdout start)  (the search's)
     search      per family, a few seeded configurations fitted before the validation window
-                and scored on its clicks; the best configuration of the best family wins
+                and scored on its organic clicks (as the holdout, `evaluation_split`); the
+                best configuration of the best family wins
     holdout     the winner refitted on everything before the holdout and scored on the
                 holdout's organic clicks (no rec_id), popularity beside; the champion is
                 scored on the same users as it serves (with its bundle's training rows)
@@ -77,7 +78,8 @@ class TrainOptions:
     dataset: dict[str, Any] = field(default_factory=dict)
     gate: GateConfig = field(default_factory=GateConfig)
     register: bool = True
-    # What the holdout counts (always organic: events carrying a rec_id are left out), and
+    # What the holdout and the search's validation window count (always organic: events
+    # carrying a rec_id are left out; `evaluation_split`), and
     # how many holdout users a comparison needs before the pipeline refuses to decide.
     holdout_types: tuple[str, ...] = ("click",)
     min_holdout_users: int = 1
@@ -243,8 +245,8 @@ def _train(
     if sum(len(c) for c in candidates.values()) > 1:
         with run.timer("data.search"):
             say("reading the search window", 0, 1)
-            part = ds.split_lake_window(
-                lake, window.since, window.validation_start, window.holdout_start, config
+            part = evaluation_split(
+                lake, window.since, window.validation_start, window.holdout_start, config, options
             )
         with run.timer("search"):
             trials = _search(candidates, part.train, part.validation, options, say)
@@ -528,18 +530,38 @@ def _trained_into(bundle: ModelBundle, moment: datetime) -> bool:
     return end is None or end > moment
 
 
+def evaluation_split(
+    lake: Lake,
+    start: datetime | None,
+    split_at: datetime,
+    end: datetime,
+    config: ds.DatasetConfig,
+    options: TrainOptions,
+) -> ds.WindowSplit:
+    """One pass over [start, end): training data before `split_at`, and what a model is scored
+    on after it: the organic `holdout_types` events (events carrying a rec_id are left out).
+
+    The search's validation window and the gate's holdout are both read here, so they count
+    the same clicks: a click on a recommended list happened because the serving model showed
+    the item, and counting it would reward agreement with that model (see docs/training.md).
+    """
+    return ds.split_lake_window(
+        lake,
+        start,
+        split_at,
+        end,
+        config,
+        test_types=options.holdout_types,
+        organic_test=True,
+    )
+
+
 def _holdout_split(
     lake: Lake, window: Window, config: ds.DatasetConfig, options: TrainOptions
 ) -> tuple[ds.InteractionData, ds.InteractionData, sp.csr_matrix]:
     """(everything, before the holdout, the holdout's organic `holdout_types` events)."""
-    split = ds.split_lake_window(
-        lake,
-        window.since,
-        window.holdout_start,
-        window.until,
-        config,
-        test_types=options.holdout_types,
-        organic_test=True,
+    split = evaluation_split(
+        lake, window.since, window.holdout_start, window.until, config, options
     )
     return split.full, split.train, split.validation
 
