@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Group
@@ -24,7 +26,9 @@ from rich.text import Text
 
 from recloop.cli._common import console, print_json, user_errors
 from recloop.errors import ConfigError
-from recloop.loop.demo import DemoConfig, DemoResult, DemoStatus, run_demo
+
+if TYPE_CHECKING:
+    from recloop.loop.demo import DemoConfig, DemoResult, DemoStatus
 
 _STYLE = {
     "promote": "green",
@@ -34,6 +38,13 @@ _STYLE = {
     "retrain": "cyan",
     "hold": "dim",
 }
+
+
+def run_demo(config: DemoConfig, root: Path, on_status: Callable[[DemoStatus], None]) -> DemoResult:
+    """The demo itself; imported on call, so `recloop --help` does not load the whole loop."""
+    from recloop.loop.demo import run_demo as run
+
+    return run(config, root, on_status)
 
 
 def _render(status: DemoStatus) -> Group:
@@ -107,6 +118,8 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON, last line."),
 ) -> None:
     """Watch the loop close: drift -> drop detected -> retrain -> promote -> CTR recovers."""
+    from recloop.loop.demo import DemoConfig
+
     with user_errors():
         if quick and minutes:
             raise ConfigError("--quick and --minutes exclude each other")

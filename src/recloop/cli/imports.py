@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from recloop.cli._common import console, print_json, user_errors
 from recloop.cli.ingest import _summary_table
-from recloop.config import get_settings
-from recloop.importers import ImportResult, import_interactions, import_movielens
-from recloop.ingest import IngestReport
-from recloop.lake import Lake
+
+if TYPE_CHECKING:
+    from recloop.importers import ImportResult
+    from recloop.ingest import IngestReport
 
 import_app = typer.Typer(
     help="Import interactions or MovieLens into the lake.", no_args_is_help=True
@@ -61,6 +62,10 @@ def interactions(
     as_json: bool = JsonOption,
 ) -> None:
     """Import a CSV of interactions; timestamps as ISO 8601 or epoch seconds."""
+    from recloop.config import get_settings
+    from recloop.importers import import_interactions
+    from recloop.lake import Lake
+
     settings = get_settings()
     with user_errors():
         lake = Lake.from_uri(lake_uri or settings.lake_uri)
@@ -83,6 +88,10 @@ def movielens(
     as_json: bool = JsonOption,
 ) -> None:
     """Import MovieLens 100K or 1M: ratings as views (and clicks), movies, users."""
+    from recloop.config import get_settings
+    from recloop.importers import import_movielens
+    from recloop.lake import Lake
+
     settings = get_settings()
     with user_errors():
         lake = Lake.from_uri(lake_uri or settings.lake_uri)

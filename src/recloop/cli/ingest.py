@@ -12,11 +12,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeE
 from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.config import Settings, get_settings
-from recloop.ingest import Ingestor, IngestReport
-from recloop.lake import Lake
 
 if TYPE_CHECKING:
+    from recloop.config import Settings
+    from recloop.ingest import IngestReport
     from recloop.serving.features import FeatureStore
 
 _HISTORY_TIMEOUT_MS = 30_000
@@ -53,6 +52,10 @@ def ingest(
     ),
 ) -> None:
     """Ingest weblogs into the lake: decode, filter, validate, dedupe, write, quarantine."""
+    from recloop.config import get_settings
+    from recloop.ingest import Ingestor
+    from recloop.lake import Lake
+
     settings = get_settings()
     with user_errors(), ExitStack() as stack:
         history = stack.enter_context(_history_sink(settings)) if features else None

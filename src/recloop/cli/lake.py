@@ -8,8 +8,6 @@ import typer
 from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.config import get_settings
-from recloop.lake import Lake
 
 lake_app = typer.Typer(help="Inspect the data lake.", no_args_is_help=True)
 
@@ -20,6 +18,9 @@ def summary(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Partitions, rows and quarantine counts."""
+    from recloop.config import get_settings
+    from recloop.lake import Lake
+
     with user_errors():
         result = Lake.from_uri(lake_uri or get_settings().lake_uri).summary()
     if as_json:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.config import get_settings
 from recloop.errors import ConfigError
-from recloop.lake import Lake
-from recloop.loop import LoopConfig, RetrainLoop, StepResult
-from recloop.monitoring.decisions import Action, Decision, DecisionLog
-from recloop.registry import open_registry
+
+if TYPE_CHECKING:
+    from recloop.loop import RetrainLoop, StepResult
+    from recloop.monitoring.decisions import Decision
 
 loop_app = typer.Typer(
     help="The closed loop: monitor -> retrain -> gate -> promote -> guard -> rollback.",
@@ -35,6 +34,12 @@ _STYLE = {
 
 
 def _build_loop() -> RetrainLoop:
+    from recloop.config import get_settings
+    from recloop.lake import Lake
+    from recloop.loop import LoopConfig, RetrainLoop
+    from recloop.monitoring.decisions import DecisionLog
+    from recloop.registry import open_registry
+
     settings = get_settings()
     return RetrainLoop(
         Lake.from_uri(settings.lake_uri),
@@ -112,6 +117,9 @@ def history(
     as_json: bool = typer.Option(False, "--json", help="Print the decisions as JSON."),
 ) -> None:
     """The loop's decisions, oldest first: trigger, versions, and why."""
+    from recloop.config import get_settings
+    from recloop.monitoring.decisions import Action, DecisionLog
+
     with user_errors():
         known = {a.value for a in Action}
         wrong = sorted(set(action) - known)

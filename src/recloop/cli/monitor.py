@@ -5,34 +5,27 @@ from __future__ import annotations
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.config import Settings, get_settings
 from recloop.errors import ConfigError, RecloopError
-from recloop.lake import Lake
-from recloop.monitoring import (
-    AlarmState,
-    Engagement,
-    ModelInfo,
-    MonitorConfig,
-    MonitorReport,
-    run_checks,
-)
-from recloop.monitoring.champion import champion_info
-from recloop.monitoring.dashboard import collect_dashboard, latest_data_time, render_dashboard
-from recloop.monitoring.decisions import DecisionLog
-from recloop.monitoring.emf import report_emf
-from recloop.monitoring.service_metrics import ServiceMetricsLog
+
+if TYPE_CHECKING:
+    from recloop.config import Settings
+    from recloop.lake import Lake
+    from recloop.monitoring import ModelInfo, MonitorReport
+    from recloop.monitoring.decisions import DecisionLog
+    from recloop.monitoring.service_metrics import ServiceMetricsLog
 
 monitor_app = typer.Typer(
     help="Engagement, staleness, silence and drift checks.", no_args_is_help=True
 )
 
-_STYLE = {AlarmState.ALARM: "bold red", AlarmState.OK: "green", AlarmState.INSUFFICIENT_DATA: "dim"}
+# Keyed by AlarmState's values (a StrEnum looks them up), so this module loads no detectors.
+_STYLE = {"ALARM": "bold red", "OK": "green", "INSUFFICIENT_DATA": "dim"}
 
 
 def _when(value: str | None, name: str) -> datetime | None:
@@ -47,6 +40,7 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 def _champion(settings: Settings, known_ids: bool) -> ModelInfo | None:
     """The registry's champion as ModelInfo, or None when there is none (or no registry)."""
+    from recloop.monitoring.champion import champion_info
     from recloop.registry import open_registry
 
     try:
@@ -65,6 +59,8 @@ def _model(
     known_ids: bool,
 ) -> ModelInfo | None:
     if version is not None:
+        from recloop.monitoring import ModelInfo
+
         return ModelInfo(
             version, _when(trained_at, "--trained-at"), _when(promoted_at, "--promoted-at")
         )
@@ -101,6 +97,11 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Run every detector and print alarms with their evidence."""
+    from recloop.config import get_settings
+    from recloop.lake import Lake
+    from recloop.monitoring import MonitorConfig, run_checks
+    from recloop.monitoring.emf import report_emf
+
     with user_errors():
         settings = get_settings()
         model = _model(settings, model_version, trained_at, promoted_at, registry, known_ids)
@@ -134,6 +135,10 @@ def ctr(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """CTR from the lake by model version, segment and time bucket."""
+    from recloop.config import get_settings
+    from recloop.lake import Lake
+    from recloop.monitoring import Engagement, MonitorConfig
+
     with user_errors():
         settings = get_settings()
         hi = _when(end, "--end") or datetime.now(UTC)
@@ -185,6 +190,8 @@ def decay(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """The model's decay curve: recall@k and ndcg@k on each day's organic clicks."""
+    from recloop.config import get_settings
+    from recloop.lake import Lake
     from recloop.monitoring.decay import decay_curve
     from recloop.registry import registry_from_uri
     from recloop.training.bundle import ModelBundle
@@ -246,6 +253,13 @@ def dashboard(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Write a self-contained HTML dashboard: traffic, latency, errors, events, CTR, decisions."""
+    from recloop.config import get_settings
+    from recloop.lake import Lake
+    from recloop.monitoring import MonitorConfig, run_checks
+    from recloop.monitoring.dashboard import collect_dashboard, render_dashboard
+    from recloop.monitoring.decisions import DecisionLog
+    from recloop.monitoring.service_metrics import ServiceMetricsLog
+
     with user_errors():
         settings = get_settings()
         lake = Lake.from_uri(lake_uri or settings.lake_uri)
@@ -280,6 +294,8 @@ def dashboard(
 
 
 def _newest(lake: Lake, metrics: ServiceMetricsLog, decisions: DecisionLog) -> datetime | None:
+    from recloop.monitoring.dashboard import latest_data_time
+
     snaps = metrics.read()
     logged = decisions.list(limit=1)
     return latest_data_time(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import typer
 from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.loop.replay import POLICIES, ReplayConfig, WeekResult, plot_replay, replay_movielens
+
+if TYPE_CHECKING:
+    from recloop.loop.replay import WeekResult
 
 replay_app = typer.Typer(help="Replay a public dataset through the ingest path, week by week.")
 
@@ -26,6 +29,8 @@ def movielens(
     as_json: bool = typer.Option(False, "--json", help="Per-policy means as JSON, last line."),
 ) -> None:
     """Frozen after the warm-up vs retrained weekly vs retrained on a trigger."""
+    from recloop.loop.replay import POLICIES, ReplayConfig, plot_replay, replay_movielens
+
     with user_errors():
         if not folder.is_dir():
             raise typer.BadParameter(f"{folder} is not a folder")

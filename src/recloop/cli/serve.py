@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 import typer
 
 from recloop.cli._common import console, user_errors
-from recloop.config import Settings
+
+if TYPE_CHECKING:
+    from recloop.config import Settings
 
 # Seconds uvicorn waits for requests in flight after SIGTERM before it closes connections.
 _GRACEFUL_SECONDS = 20

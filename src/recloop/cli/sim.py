@@ -7,18 +7,25 @@ from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.config import get_settings
 from recloop.errors import RecloopError
-from recloop.importers import write_catalog
-from recloop.lake import Lake
-from recloop.sim import Format, World, WorldConfig, default_start, write_traffic
+
+if TYPE_CHECKING:
+    from recloop.sim import World
 
 sim_app = typer.Typer(help="The synthetic world: generate traffic to ingest.", no_args_is_help=True)
+
+
+class LineFormat(StrEnum):
+    """recloop.sim.Format's values: importing recloop.sim (numpy) for `--help` costs too much."""
+
+    TRACKER = "tracker"
+    LOGSTASH = "logstash"
+    ACCESSLOG = "accesslog"
 
 
 class CatalogTarget(StrEnum):
@@ -29,6 +36,8 @@ class CatalogTarget(StrEnum):
 
 def parse_start(text: str | None, days: int) -> datetime:
     """A UTC date or datetime (ISO 8601); None: midnight UTC `days` days ago."""
+    from recloop.sim import default_start
+
     if text is None:
         return default_start(days)
     try:
@@ -48,6 +57,10 @@ def _write_catalogs(
     world: World, target: CatalogTarget, out: str, as_of: datetime, lake_uri: str | None
 ) -> dict[str, str]:
     import pyarrow.parquet as pq
+
+    from recloop.config import get_settings
+    from recloop.importers import write_catalog
+    from recloop.lake import Lake
 
     tables = {"items": world.catalog_table(), "users": world.users_table()}
     if target is CatalogTarget.LAKE:
@@ -69,7 +82,9 @@ def _write_catalogs(
 def weblogs(
     out: str = typer.Option(..., "--out", "-o", help="Output file; '-' is stdout."),
     days: int = typer.Option(1, min=1, help="Days of traffic."),
-    fmt: Format = typer.Option(Format.TRACKER, "--format", help="tracker, logstash or accesslog."),
+    fmt: LineFormat = typer.Option(
+        LineFormat.TRACKER, "--format", help="tracker, logstash or accesslog."
+    ),
     users: int = typer.Option(2000, min=1, help="Signed-in users."),
     items: int = typer.Option(1000, min=1, help="Items in the initial catalog."),
     new_items: int = typer.Option(-1, help="Items published each day (default: items/100)."),
@@ -85,6 +100,8 @@ def weblogs(
     as_json: bool = typer.Option(False, "--json", help="Print a summary JSON object last."),
 ) -> None:
     """Generate DAYS of a seeded world's web traffic (see docs/data.md)."""
+    from recloop.sim import Format, World, WorldConfig, write_traffic
+
     with user_errors():
         if as_json and out == "-":
             raise RecloopError("--json needs --out FILE: stdout carries the events")
@@ -96,7 +113,7 @@ def weblogs(
         target: Any = nullcontext(sys.stdout) if out == "-" else _open(Path(out))
         with target as handle:
             for _day, traffic in world.simulate(first, days, per_day):
-                lines += write_traffic(traffic, fmt, handle)
+                lines += write_traffic(traffic, Format(fmt), handle)
                 for key, value in traffic.counts().items():
                     counts[key] = counts.get(key, 0) + value
         end = first + timedelta(days=days)

@@ -8,18 +8,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
-from recloop.config import get_settings
 from recloop.errors import ConfigError
-from recloop.lake import Lake
-from recloop.registry import ModelRegistry, ModelVersion, open_registry
-from recloop.training.runs import RunRecord, RunTracker
+
+if TYPE_CHECKING:
+    from recloop.registry import ModelRegistry, ModelVersion
+    from recloop.training.runs import RunRecord, RunTracker
 
 runs_app = typer.Typer(
     help="Experiment runs: list, show, compare, reproduce.", no_args_is_help=True
@@ -29,6 +29,13 @@ registry_app = typer.Typer(help="The model registry: list, approve, reject.", no
 LAKE = typer.Option(None, "--lake", help="Lake URI (default: RECLOOP_LAKE_URI).")
 REGISTRY = typer.Option(None, "--registry", help="Registry URI (default: RECLOOP_REGISTRY_URI).")
 JSON = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+
+
+def open_registry(uri: str | None) -> ModelRegistry:
+    """The registry at `uri` (default: settings); imported on call, as it loads the gate's scipy."""
+    from recloop.registry import open_registry as open_uri
+
+    return open_uri(uri)
 
 
 # ---- recloop train -------------------------------------------------------------------------------
@@ -113,6 +120,8 @@ def train(
 
             options = replace(options, gate=replace(options.gate, metric=metric))
         options.validate()
+        from recloop.config import get_settings
+
         lake = lake_uri or get_settings().lake_uri
         if backend == "sagemaker":
             _train_sagemaker(options, lake, registry_uri, wait, as_json)
@@ -203,6 +212,8 @@ def _fmt(value: float | None) -> str:
 
 
 def _tracker(registry_uri: str | None) -> RunTracker:
+    from recloop.training.runs import RunTracker
+
     return RunTracker.for_registry(open_registry(registry_uri))
 
 
@@ -340,7 +351,9 @@ def runs_reproduce(
 ) -> None:
     """Re-run a recorded run on exactly its lake objects and compare the metrics (exit 1 when
     they differ)."""
+    from recloop.lake import Lake
     from recloop.training.pipeline import reproduce
+    from recloop.training.runs import RunTracker
 
     with user_errors():
         registry = open_registry(registry_uri)
@@ -512,6 +525,8 @@ def evaluate(
     as_json: bool = JSON,
 ) -> None:
     """Score a registered model on lake clicks; write an HTML report with PNG plots."""
+    from recloop.config import get_settings
+    from recloop.lake import Lake
     from recloop.training.report import evaluate_bundle, write_report
 
     settings = get_settings()
