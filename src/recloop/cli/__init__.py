@@ -1,6 +1,9 @@
 """`recloop ...`: every stage runnable by hand (Typer).
 
 Each area registers its commands from its own module, so one area's change touches one file.
+Typer builds every command's signature on each invocation, so an area module imports its heavy
+libraries (numpy, pyarrow, the lake, the registry, ...) inside its command functions: at module
+level every `recloop ...`, `--help` included, would pay for them (tests/unit/test_cli_startup.py).
 """
 
 from __future__ import annotations
