@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from recloop.cli.sim import LineFormat
 
@@ -68,7 +69,7 @@ print(json.dumps(seen))
 """
 
 
-def _run(code: str, *args: str) -> tuple[str, dict[str, object]]:
+def _run(code: str, *args: str) -> tuple[str, dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
     )
@@ -80,7 +81,7 @@ def test_recloop_help_lists_every_command_without_importing_a_heavy_library() ->
     output, probe = _run(_ENTRY, "--help")
 
     assert probe["exit"] == 0
-    assert sorted(HEAVY & set(probe["modules"])) == []  # type: ignore[arg-type]
+    assert sorted(HEAVY & set(probe["modules"])) == []
     for name in ("serve", "ingest", "train", "demo", "dashboard", "lake", "sim", "monitor"):
         assert name in output, f"{name} missing from recloop --help"
 
@@ -95,7 +96,7 @@ def test_no_command_or_group_help_in_the_tree_imports_a_heavy_library() -> None:
 def test_lake_summary_loads_arrow_but_no_training_serving_or_aws_library(tmp_path: Path) -> None:
     uri = (tmp_path / "lake").as_uri()
     output, probe = _run(_ENTRY, "lake", "summary", "--json", "--lake-uri", uri)
-    modules = set(probe["modules"])  # type: ignore[arg-type]
+    modules = set(probe["modules"])
 
     assert probe["exit"] == 0
     assert json.loads(output.splitlines()[-1])["rows"] == 0
