@@ -2,8 +2,11 @@
 
 The job registers its model under its run id, which is the training job's name. This handler
 only adapts the event:
-- Completed, version still PendingManualApproval: the gate scores it against the champion on
-  the lake's latest holdout and approves or rejects it (recloop.loop.gate_version);
+- Completed, version still PendingManualApproval: the gate compares it with the champion on
+  the holdout of the job's run and approves or rejects it (recloop.loop.gate_version ->
+  recloop.training.pipeline.gate_registered). The registered model was refitted with that
+  holdout, so its side is the holdout evaluation of the fit before the holdout that the run
+  kept in the bundle; the champion is scored on the same users and lake objects;
 - Completed, already decided by the job's own gate: the decision is recorded as it stands;
 - Failed or Stopped: a `hold` decision with the failure reason (nothing to promote).
 Every outcome becomes a decision in the loop's decision log (promote, reject, hold), so the

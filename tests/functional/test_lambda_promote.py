@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,8 @@ from recloop.lake import Lake
 from recloop.monitoring.decisions import Action
 from recloop.registry import ModelStatus
 from recloop.sim import World, WorldConfig
-from recloop.training.bundle import BundleMeta, ModelBundle
-from recloop.training.dataset import DatasetConfig, from_lake
-from recloop.training.models import make
+from recloop.training.pipeline import TrainOptions, train
+from recloop.training.runs import RunTracker
 
 HANDLER = Path(__file__).resolve().parents[2] / "lambdas" / "promote" / "handler.py"
 # Loaded under its own name: other Lambdas' tests import a module called "handler" too.
@@ -83,16 +81,27 @@ def promoter(s3_bucket: tuple[Any, str]) -> Any:
 
 
 def _register(promoter: Any, run_id: str, factors: int = 8) -> str:
-    """Register a bundle as the training job would (its run id is the job name)."""
-    data = from_lake(promoter.lake, NOW - timedelta(days=2), NOW, DatasetConfig())
-    model = make("als", factors=factors, iterations=6, regularization=0.2, random_state=0)
-    model.fit(data.matrix, data.ages)
-    counts = (data.matrix > 0).sum(axis=0).A1.astype("float32")
-    meta = BundleMeta("als", dict(model.params), None, NOW.isoformat(), "", data.nnz)
-    bundle = ModelBundle(model, data.item_ids, data.user_ids, counts, meta, history=data.matrix)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = bundle.save(Path(tmp) / "bundle")
-        return str(promoter.registry.register(folder, {}, run_id).version)
+    """Register a model as a training job that leaves the decision to this Lambda would: the
+    pipeline under the job's name, the refit registered PendingManualApproval with the holdout
+    evaluation of its fit before the holdout beside it."""
+    options = TrainOptions(
+        families=("als",),
+        params={"factors": factors, "iterations": 6, "regularization": 0.2},
+        holdout_days=0.5,
+        validation_days=0.5,
+        search_budget=1,
+    )
+    registry = promoter.registry
+    result = train(
+        options,
+        promoter.lake,
+        registry,
+        RunTracker.for_registry(registry),
+        run_id=run_id,
+        apply_decision=False,
+    )
+    assert result.version is not None and result.version.status is ModelStatus.PENDING
+    return str(result.version.version)
 
 
 def test_a_completed_job_with_a_pending_model_is_gated_and_promoted(
@@ -106,6 +115,9 @@ def test_a_completed_job_with_a_pending_model_is_gated_and_promoted(
     approved = promoter.registry.get(version)
     assert approved.status is ModelStatus.APPROVED
     assert approved.evidence["incumbent"] == "popularity"
+    # The challenger's side is the fit before the holdout (the registered holdout metrics),
+    # not the registered refit scored on a holdout it has seen.
+    assert approved.evidence["challenger"] == approved.metrics["recall@10"]
     [decision] = promoter.decisions.list()
     assert decision.action is Action.PROMOTE and decision.model_version == version
     assert decision.previous_version is None

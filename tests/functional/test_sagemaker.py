@@ -179,3 +179,42 @@ def test_the_launcher_refuses_configs_a_job_cannot_run_with() -> None:
         launch(FAST, _launch_config(registry_uri="file:///tmp/registry"))
     with pytest.raises(ConfigError, match="role"):
         launch(FAST, _launch_config(role_arn=""))
+
+
+def test_two_launches_in_the_same_second_get_distinct_job_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime as real
+
+    import sagemaker.train.utils as sdk_utils
+
+    class StoppedClock(real.datetime):
+        """The SDK's name timestamp has whole seconds; stop its clock to force one second."""
+
+        @classmethod
+        def now(cls, tz: real.tzinfo | None = None) -> StoppedClock:
+            return cls(2026, 11, 27, 5, 0, 0)
+
+    monkeypatch.setattr(sdk_utils, "datetime", StoppedClock)
+    monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        session.client("iam").create_role(
+            RoleName="recloop-training", AssumeRolePolicyDocument="{}"
+        )
+        session.client("s3").create_bucket(Bucket="recloop-data")
+        names = [
+            launch(FAST, _launch_config(), boto_session=session, wait=False, logs=False).job_name
+            for _ in range(2)
+        ]
+        listed = session.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]
+    assert names[0] != names[1]
+    assert all(n.startswith("recloop-train-") and n.endswith("-20261127050000") for n in names)
+    assert sorted(job["TrainingJobName"] for job in listed) == sorted(names)
+
+
+def test_a_base_job_name_sagemaker_would_refuse_or_truncate_is_refused() -> None:
+    with pytest.raises(ConfigError, match="base job name"):
+        launch(FAST, _launch_config(base_job_name="recloop_train"))
+    with pytest.raises(ConfigError, match="base job name"):
+        launch(FAST, _launch_config(base_job_name="r" * 41))

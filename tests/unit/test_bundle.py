@@ -123,3 +123,44 @@ def test_popular_skips_excluded_items() -> None:
     top = [item for item, _ in bundle.popular(3)]
     rest = [item for item, _ in bundle.popular(3, exclude=[top[0]])]
     assert top[0] not in rest and rest[:2] == top[1:]
+
+
+def test_holdout_evidence_round_trips_checksummed_and_restores_the_evaluation(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    import scipy.sparse as sp
+
+    from recloop.training.bundle import HoldoutEvidence
+    from recloop.training.evaluation import evaluate
+
+    bundle = make_bundle()
+    assert bundle.history is not None
+    test = sp.csr_matrix(bundle.history[:, ::-1])  # any test rows of the same shape
+    result = evaluate(bundle.model, bundle.history, test, k=5, baseline=True)
+    evidence = HoldoutEvidence.from_result(result, bundle.user_ids, "2026-02-01", "2026-02-08")
+    folder = replace(bundle, holdout=evidence).save(tmp_path / "b")
+
+    loaded = ModelBundle.load(folder).holdout
+    assert loaded is not None and loaded.start == "2026-02-01" and loaded.k == 5
+    assert loaded.user_ids.tolist() == bundle.user_ids[result.users].tolist()
+    # Rows of the same users in other data: the metrics and per-user vectors come back whole.
+    rows = np.arange(len(loaded.user_ids)) + 3
+    again = loaded.result(rows)
+    assert again.metrics == result.metrics
+    assert again.baseline is not None and result.baseline is not None
+    assert again.baseline.metrics == result.baseline.metrics
+    np.testing.assert_array_equal(again.per_user["ndcg@5"], result.per_user["ndcg@5"])
+    np.testing.assert_array_equal(again.users, rows)
+    assert (
+        make_bundle().save(tmp_path / "plain")
+        and ModelBundle.load(tmp_path / "plain").holdout is None
+    )
+
+    path = folder / "holdout_values.npy"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"holdout_values\.npy"):
+        ModelBundle.load(folder)

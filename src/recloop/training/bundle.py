@@ -8,6 +8,11 @@ Layout:
     item_popularity.npy    interaction count per item in the training window (cold start)
     history_*.npy          the training matrix as CSR (indptr, indices, data): batch inference
                            excludes each user's training items without reading the lake again
+    holdout_*.npy          (optional) the holdout evaluation of the same configuration fitted
+                           *before* the holdout: per-user metric vectors, popularity's beside,
+                           the users' ids and counts (`HoldoutEvidence`). The model in model/
+                           was refitted on the whole window, holdout included, so a gate that
+                           decides later compares these, never the refitted model's scores.
 
 bundle.json lists a sha256 and a shape for every array outside model/ (model.json does the same
 for its own), so `ModelBundle.load(verify=True)` refuses a corrupted or truncated artifact.
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recloop.training.evaluation import EvalResult
 from recloop.training.models.base import ModelError, Recommender
 
 FORMAT_VERSION = 1
@@ -57,6 +63,109 @@ class BundleMeta:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
+@dataclass(frozen=True)
+class HoldoutEvidence:
+    """A holdout evaluation kept beside a refitted model: the per-user metric vectors of the
+    same configuration fitted before the holdout, and popularity's on the same users.
+
+    values / baseline: users x len(metrics) float64 (the model's and popularity's per-user
+    values, columns in `metrics` order); user_ids: who was scored; n_train / n_test: their
+    training rows' and holdout rows' sizes (a re-read holdout must match them); start / end:
+    the holdout window.
+    """
+
+    k: int
+    metrics: tuple[str, ...]
+    user_ids: np.ndarray
+    values: np.ndarray
+    baseline: np.ndarray
+    n_train: np.ndarray
+    n_test: np.ndarray
+    coverage: float
+    baseline_coverage: float
+    start: str
+    end: str
+
+    @classmethod
+    def from_result(
+        cls, result: EvalResult, user_ids: np.ndarray, start: str, end: str
+    ) -> HoldoutEvidence:
+        """From an evaluation with popularity beside; `user_ids` maps its rows to user ids."""
+        if result.baseline is None:
+            raise ModelError("holdout evidence needs popularity evaluated beside the model")
+        metrics = tuple(result.per_user)
+        coverage = f"coverage@{result.k}"
+        return cls(
+            k=result.k,
+            metrics=metrics,
+            user_ids=np.asarray(user_ids)[result.users].astype(np.str_),
+            values=np.column_stack([result.per_user[m] for m in metrics]).astype(np.float64),
+            baseline=np.column_stack([result.baseline.per_user[m] for m in metrics]).astype(
+                np.float64
+            ),
+            n_train=np.asarray(result.n_train, dtype=np.int64),
+            n_test=np.asarray(result.n_test, dtype=np.int64),
+            coverage=float(result.metrics.get(coverage, float("nan"))),
+            baseline_coverage=float(result.baseline.metrics.get(coverage, float("nan"))),
+            start=start,
+            end=end,
+        )
+
+    def result(self, rows: np.ndarray) -> EvalResult:
+        """The recorded evaluation as an EvalResult whose users are `rows` (the recorded users'
+        rows in the data it is compared on), popularity as its baseline."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.shape != (len(self.user_ids),):
+            raise ModelError(f"need one row per recorded user ({len(self.user_ids)})")
+
+        def one(values: np.ndarray, coverage: float) -> EvalResult:
+            per_user = {m: np.asarray(values[:, j]) for j, m in enumerate(self.metrics)}
+            metrics = {m: float(v.mean()) if len(v) else float("nan") for m, v in per_user.items()}
+            metrics[f"coverage@{self.k}"] = coverage
+            n_train, n_test = np.asarray(self.n_train), np.asarray(self.n_test)
+            return EvalResult(self.k, metrics, per_user, rows, n_train, n_test)
+
+        out = one(self.values, self.coverage)
+        out.baseline = one(self.baseline, self.baseline_coverage)
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "holdout_user_ids": np.asarray(self.user_ids, dtype=np.str_),
+            "holdout_values": np.asarray(self.values, dtype=np.float64),
+            "holdout_baseline": np.asarray(self.baseline, dtype=np.float64),
+            "holdout_n_train": np.asarray(self.n_train, dtype=np.int64),
+            "holdout_n_test": np.asarray(self.n_test, dtype=np.int64),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """What bundle.json records about it (the arrays are files)."""
+        return {
+            "k": self.k,
+            "metrics": list(self.metrics),
+            "coverage": self.coverage,
+            "baseline_coverage": self.baseline_coverage,
+            "start": self.start,
+            "end": self.end,
+        }
+
+    @classmethod
+    def restore(cls, info: dict[str, Any], arrays: dict[str, np.ndarray]) -> HoldoutEvidence:
+        return cls(
+            k=int(info["k"]),
+            metrics=tuple(info["metrics"]),
+            user_ids=arrays["holdout_user_ids"],
+            values=arrays["holdout_values"],
+            baseline=arrays["holdout_baseline"],
+            n_train=arrays["holdout_n_train"],
+            n_test=arrays["holdout_n_test"],
+            coverage=float(info["coverage"]),
+            baseline_coverage=float(info["baseline_coverage"]),
+            start=str(info["start"]),
+            end=str(info["end"]),
+        )
+
+
 @dataclass
 class ModelBundle:
     """A fitted model with its id maps, popularity counts and training histories."""
@@ -67,6 +176,8 @@ class ModelBundle:
     item_popularity: np.ndarray
     meta: BundleMeta
     history: sp.csr_matrix | None = None
+    # The holdout evaluation of this configuration fitted before the holdout (see the module).
+    holdout: HoldoutEvidence | None = None
     # The registry version this bundle was downloaded as (None for a fresh, unregistered one).
     version: str | None = None
     _item_index: dict[str, int] | None = field(default=None, repr=False)
@@ -195,6 +306,8 @@ class ModelBundle:
             arrays["history_indptr"] = history.indptr.astype(np.int64)
             arrays["history_indices"] = history.indices.astype(np.int32)
             arrays["history_data"] = history.data.astype(np.float32)
+        if self.holdout is not None:
+            arrays.update(self.holdout.arrays())
         return arrays
 
     def save(self, folder: Path) -> Path:
@@ -216,6 +329,8 @@ class ModelBundle:
             "files": files,
             "model_sha256": sha256_file(folder / MODEL_DIR / "model.json"),
         }
+        if self.holdout is not None:
+            payload["holdout"] = self.holdout.describe()
         (folder / BUNDLE_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
         return folder
 
@@ -240,6 +355,9 @@ class ModelBundle:
             version = None
             if (folder / REGISTRY_FILE).is_file():
                 version = json.loads((folder / REGISTRY_FILE).read_text()).get("version")
+            holdout = None
+            if "holdout" in payload:
+                holdout = HoldoutEvidence.restore(payload["holdout"], arrays)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"cannot read model bundle in {folder}: {exc}") from exc
         history = None
@@ -255,6 +373,7 @@ class ModelBundle:
             item_popularity=arrays["item_popularity"],
             meta=BundleMeta.from_dict(payload),
             history=history,
+            holdout=holdout,
             version=version,
         )
 

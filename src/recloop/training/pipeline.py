@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recloop.errors import RecloopError
@@ -45,7 +46,7 @@ from recloop.registry.gate import (
 )
 from recloop.training import dataset as ds
 from recloop.training import search
-from recloop.training.bundle import BundleMeta, ModelBundle
+from recloop.training.bundle import BundleMeta, HoldoutEvidence, ModelBundle
 from recloop.training.evaluation import EvalResult, evaluate
 from recloop.training.models import FAMILIES, ModelError, Recommender, make
 from recloop.training.runs import Run, RunRecord, RunTracker
@@ -288,6 +289,11 @@ def _train(
         "gate",
         {"approved": decision.approved, "reason": decision.reason, "evidence": decision.evidence},
     )
+    # Kept in the bundle: a gate that decides later (gate_registered) compares these, since
+    # the registered model is the refit, which has seen the holdout.
+    evidence = HoldoutEvidence.from_result(
+        challenger, train_part.user_ids, window.holdout_start.isoformat(), window.until.isoformat()
+    )
     del challenger_model, train_part, holdout
 
     # 3. the refit on the whole window, the bundle, the registry
@@ -298,7 +304,7 @@ def _train(
     holdout_metrics = {k: float(v) for k, v in challenger.to_dict().items()}
     with run.timer("bundle"):
         folder = _write_bundle(
-            model, full, family, params, holdout_metrics, run, window, bundle_dir
+            model, full, family, params, holdout_metrics, run, window, bundle_dir, evidence
         )
     if not options.register:  # else the registry's copy is the artifact; this folder may go
         run.add_artifact("bundle_dir", folder.as_uri())
@@ -580,25 +586,82 @@ def gate_registered(
 ) -> tuple[ModelVersion, GateDecision]:
     """Gate an already registered, still pending version against the champion and apply it.
 
-    For a model registered without a decision (a training job's): it and the champion are
-    scored exactly as `train` scores its challenger, on the options' window and holdout.
+    For a model registered without a decision (a training job's, `train(...,
+    apply_decision=False)`). The registered model is the refit on the whole window, holdout
+    included: scored on that holdout it would be flattered by answers it has seen. So the
+    challenger's side is the holdout evaluation its run kept in the bundle (the same
+    configuration fitted before the holdout: per-user metric vectors, popularity's beside),
+    and the champion is scored by `_gate`, as `train` scores it, on that run's holdout, read
+    from exactly the lake objects the run read (its snapshot manifest), and on the same users.
+
+    What was measured (window, dataset config, event types, K, users) is the run's; the gate's
+    rule (metric, margin, bootstrap, confidence) and `min_holdout_users` are `options`'.
     """
     options.validate()
     champion = registry.champion()
     if champion is not None and champion.version == version:
         raise TrainError(f"version {version} is already the champion")
-    config = ds.DatasetConfig.from_dict(options.dataset) if options.dataset else ds.DatasetConfig()
-    window = resolve_window(lake, options)
-    _, train_part, holdout = _holdout_split(lake, window, config, options)
-    if train_part.nnz == 0:
-        raise TrainError(f"no interactions before the holdout in {window.to_dict()}")
+    registered = registry.get(version)
     with tempfile.TemporaryDirectory(prefix="recloop-gate-") as tmp:
-        bundle = ModelBundle.load(registry.download(version, Path(tmp) / version))
-        adapted = BundleOnItems(bundle, train_part.item_ids)
-        challenger = _evaluate(adapted, train_part.matrix, holdout, options, baseline=True)
-    _enough_users(challenger, options)
-    decision, _ = _gate(challenger, train_part, holdout, registry, champion, options, window)
+        evidence = ModelBundle.load(registry.download(version, Path(tmp) / version)).holdout
+    if evidence is None or registered.run_id is None:
+        raise TrainError(
+            f"version {version} carries no holdout evaluation of a fit before its holdout "
+            "(registered by hand or by an older recloop); its refitted model has seen the "
+            "holdout, so decide by hand: recloop registry approve|reject"
+        )
+    record = RunTracker.for_registry(registry).get(registered.run_id)
+    if record.snapshot is None or "window" not in record.results:
+        raise TrainError(f"run {record.run_id} of version {version} recorded no window snapshot")
+    ran = TrainOptions.from_dict(record.config)
+    if options.metric not in evidence.metrics:
+        raise TrainError(
+            f"the gate's metric {options.metric} was not measured by run {record.run_id} "
+            f"(it has {list(evidence.metrics)})"
+        )
+    ran = replace(
+        ran, metric=options.metric, gate=options.gate, min_holdout_users=options.min_holdout_users
+    )
+    window = _recorded_window(record.results["window"])
+    if (window.holdout_start.isoformat(), window.until.isoformat()) != (
+        evidence.start,
+        evidence.end,
+    ):
+        raise TrainError(f"version {version}'s holdout evaluation is not its run's holdout")
+    config = ds.DatasetConfig.from_dict(ran.dataset) if ran.dataset else ds.DatasetConfig()
+    pinned = Lake(ManifestStore(lake.store, record.snapshot))
+    _, train_part, holdout = _holdout_split(pinned, window, config, ran)
+    challenger = evidence.result(_recorded_rows(evidence, train_part, holdout))
+    _enough_users(challenger, ran)
+    decision, _ = _gate(challenger, train_part, holdout, registry, champion, ran, window)
     return apply(registry, version, decision), decision
+
+
+def _recorded_window(data: dict[str, str | None]) -> Window:
+    since = _as_utc(data.get("since"))
+    points = [_as_utc(data.get(name)) for name in ("validation_start", "holdout_start", "until")]
+    if any(point is None for point in points):
+        raise TrainError(f"the run's window {data} lacks its split points")
+    validation_start, holdout_start, until = (p for p in points if p is not None)
+    return Window(since, validation_start, holdout_start, until)
+
+
+def _recorded_rows(
+    evidence: HoldoutEvidence, train: ds.InteractionData, holdout: sp.csr_matrix
+) -> np.ndarray:
+    """The recorded users' rows in `train`; the re-read holdout must be the one recorded."""
+    rows = pd.Index(np.asarray(train.user_ids).astype(str)).get_indexer(
+        np.asarray(evidence.user_ids).astype(str)
+    )
+    same = (rows >= 0).all() and np.array_equal(
+        np.diff(holdout.indptr)[np.maximum(rows, 0)], evidence.n_test
+    )
+    if not same:
+        raise TrainError(
+            "the holdout read again differs from the one the run evaluated on (its users or "
+            "their holdout events); refusing to compare models on different data"
+        )
+    return np.asarray(rows, dtype=np.int64)
 
 
 def _write_bundle(
@@ -610,6 +673,7 @@ def _write_bundle(
     run: Run,
     window: Window,
     bundle_dir: Path | None,
+    holdout: HoldoutEvidence | None = None,
 ) -> Path:
     folder = bundle_dir or Path(tempfile.mkdtemp(prefix="recloop-bundle-")) / "bundle"
     popularity = np.diff(sp.csc_matrix(data.matrix > 0).indptr).astype(np.float32)
@@ -631,6 +695,7 @@ def _write_bundle(
             extra={"dataset": data.config.to_dict(), "chosen_params": params},
         ),
         history=data.matrix,
+        holdout=holdout,
     )
     return bundle.save(folder)
 

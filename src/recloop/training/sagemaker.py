@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -34,6 +36,8 @@ from recloop.training.runs import RunTracker, new_run_id
 log = logging.getLogger(__name__)
 
 _ML = Path("/opt/ml")
+# Job names are at most 63 characters; the launch adds "-" + 6 hex and the SDK "-" + 14 digits.
+_JOB_BASE = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,39}")
 # TrainOptions fields a hyperparameter may set, and the gate's (prefixed gate_).
 _GATE_KEYS = {
     "gate_margin": "margin",
@@ -243,6 +247,11 @@ class LaunchConfig:
             problems.append("an s3:// output location (RECLOOP_SAGEMAKER_OUTPUT_URI)")
         if self.registry_uri.startswith("file:") or "://" not in self.registry_uri:
             problems.append(f"a registry the job can reach (have {self.registry_uri!r})")
+        if not _JOB_BASE.fullmatch(self.base_job_name):
+            problems.append(
+                f"a base job name of letters, digits and hyphens, at most 40 characters "
+                f"(have {self.base_job_name!r})"
+            )
         if problems:
             raise ConfigError("a SageMaker training job needs " + ", ".join(problems))
 
@@ -309,7 +318,10 @@ def launch(
     trainer = ModelTrainer(
         training_image=config.image_uri,
         role=config.role_arn,
-        base_job_name=config.base_job_name,
+        # The SDK names the job base + "-" + a timestamp in whole seconds: two launches in one
+        # second (the loop's retrain and a manual one) would clash on the name, which is also
+        # the run id. A random part per launch keeps names unique.
+        base_job_name=f"{config.base_job_name}-{secrets.token_hex(3)}",
         sagemaker_session=session,
         compute=Compute(
             instance_type=config.instance_type,
