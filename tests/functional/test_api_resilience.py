@@ -278,3 +278,27 @@ def test_a_registry_outage_keeps_the_served_model(world: TinyWorld, tmp_path: Pa
         assert "unreachable" in runtime.watcher.last_error
         body = client.get("/recommendations", params={"user_id": "u3"}).json()
         assert body["model_version"] == world.version and body["degraded"] is False
+
+
+def test_a_swapped_out_model_is_freed_without_the_cycle_collector(tmp_path: Path) -> None:
+    # The runtime freezes the collector's generations after loading a model (long-lived
+    # objects stop costing full collections), so the old model must be freed by reference
+    # counting alone: a reference cycle through it would keep every swapped-out model alive.
+    import gc
+    import weakref
+
+    world = tiny_world(tmp_path / "w")
+    with make_client(world, tmp_path, settings={"watch_interval_seconds": 3600}) as client:
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        assert client.get("/recommendations?user_id=u0").status_code == 200
+        old = weakref.ref(runtime.holder.current)
+        assert gc.get_freeze_count() > 0  # the model loaded at start-up is frozen
+        publish(world.registry, fit_bundle(tmp_path / "next", seed=3))
+        gc.disable()
+        try:
+            assert runtime.watcher.check_once() is not None
+            assert client.get("/recommendations?user_id=u0").status_code == 200
+            assert old() is None, "the swapped-out model is still referenced"
+        finally:
+            gc.enable()
+    assert gc.get_freeze_count() == 0  # stopping the app unfreezes (tests run many apps)

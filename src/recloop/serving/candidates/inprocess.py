@@ -53,12 +53,12 @@ class InProcessCandidates:
                     model.item_vectors, np.asarray(query.user_vector).reshape(-1), query.n, NPROBE
                 )
                 parts.append((found, Origin.VECTOR, None))
-            # Popular items come last: when the parts before them already fill the request,
-            # they could not make the cut, and merging them would double the sort.
-            merged = merge(parts, limit=query.n, exclude=query.exclude)
-            if len(merged) >= query.n:
-                return merged
-            parts.append((np.asarray(model.popular), Origin.POPULAR, None))
+            # Popular items come last, and only as many as can make the cut: when D distinct
+            # items come before them, n - D are needed, and of the first n + len(exclude)
+            # popular ones at most D + len(exclude) are taken already. One merge, not a
+            # second one to top up (~20 us a request).
+            top_up = query.n + len(query.exclude)
+            parts.append((np.asarray(model.popular[:top_up]), Origin.POPULAR, None))
         return merge(parts, limit=query.n, exclude=query.exclude)
 
     def _category_scan(
