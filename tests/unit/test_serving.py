@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from recloop.events import Event
-from recloop.serving.candidates.base import Origin, merge
+from recloop.serving.candidates.base import FirstSeen, Origin, merge
 from recloop.serving.candidates.ivf import build_ivf, neighbour_lists
 from recloop.serving.errors import BackendError, SinkFullError
 from recloop.serving.features.base import ItemFeatures
@@ -90,6 +90,51 @@ def test_merge_keeps_first_origin_and_drops_padding() -> None:
     assert merged.anchor.tolist() == [9, 9, -1]
     without = merge([(np.array([3, 5, 7]), Origin.VECTOR, None)], limit=10, exclude=frozenset({5}))
     assert without.items.tolist() == [3, 7]
+
+
+def _reference_merge(
+    parts: list[Any], limit: int, exclude: frozenset[int]
+) -> list[tuple[int, ...]]:
+    """The rule, spelled out: first occurrence in priority order, padding and exclusions out."""
+    seen: set[int] = set()
+    out = []
+    for items, origin, anchors in parts:
+        for n, item in enumerate(items.tolist()):
+            if item >= 0 and item not in exclude and item not in seen:
+                seen.add(item)
+                out.append((item, int(origin), -1 if anchors is None else int(anchors[n])))
+    return out[:limit]
+
+
+def test_merge_with_and_without_the_scratch_array_follows_the_same_rule() -> None:
+    rng = np.random.default_rng(7)
+    scratch = FirstSeen(60)
+    for _ in range(200):  # one scratch across calls: every call must leave it clean
+        n_parts = int(rng.integers(0, 4))
+        parts = [
+            (
+                rng.integers(-1, 60, int(rng.integers(0, 40))),
+                Origin(int(rng.integers(1, 4))),
+                None,
+            )
+            for _ in range(n_parts)
+        ]
+        parts = [
+            (i, o, rng.integers(0, 60, len(i)) if o is Origin.NEIGHBOUR else a) for i, o, a in parts
+        ]
+        exclude = frozenset(rng.integers(0, 60, int(rng.integers(0, 10))).tolist())
+        limit = int(rng.integers(1, 50))
+        expected = _reference_merge(parts, limit, exclude)
+        for merged in (merge(parts, limit, exclude), merge(parts, limit, exclude, scratch)):
+            got = list(
+                zip(
+                    merged.items.tolist(),
+                    merged.origin.tolist(),
+                    merged.anchor.tolist(),
+                    strict=True,
+                )
+            )
+            assert got == expected
     assert merge([(np.arange(10), Origin.VECTOR, None)], limit=4).items.tolist() == [0, 1, 2, 3]
 
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from recloop.serving.candidates.base import CandidateQuery, Candidates, Origin, merge
+from recloop.serving.candidates.base import (
+    CandidateQuery,
+    Candidates,
+    FirstSeen,
+    Origin,
+    merge,
+)
 from recloop.serving.candidates.ivf import top_indices
 from recloop.serving.model import ServedModel
 
@@ -23,6 +29,16 @@ class InProcessCandidates:
 
     name = "inprocess"
     blocking_io = False
+
+    def __init__(self) -> None:
+        self._first_seen: FirstSeen | None = None
+
+    def _scratch(self, n_items: int) -> FirstSeen:
+        """The merge's scratch array for this catalogue size (a new one when a swap changes it)."""
+        scratch = self._first_seen
+        if scratch is None or scratch.n_items != n_items:
+            scratch = self._first_seen = FirstSeen(n_items)
+        return scratch
 
     def publish(self, model: ServedModel) -> None:
         # The lists are computed by load_served_model; nothing else lives outside the process.
@@ -59,7 +75,7 @@ class InProcessCandidates:
             # second one to top up (~20 us a request).
             top_up = query.n + len(query.exclude)
             parts.append((np.asarray(model.popular[:top_up]), Origin.POPULAR, None))
-        return merge(parts, limit=query.n, exclude=query.exclude)
+        return merge(parts, query.n, query.exclude, self._scratch(model.n_items))
 
     def _category_scan(
         self, model: ServedModel, query: CandidateQuery
