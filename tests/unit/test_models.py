@@ -276,3 +276,28 @@ def test_top_k_takes_the_k_best_and_breaks_ties_at_the_cut_towards_the_lower_ind
         order = np.lexsort((np.broadcast_to(np.arange(n), scores.shape), -scores), axis=1)
         expected = np.sort(order[:, :k], axis=1)
         assert (_top_k(scores, k) == expected).all(), trial
+
+
+@pytest.mark.parametrize("family", ["popularity", "popularity_recent"])
+def test_popularity_shortcut_answers_exactly_as_the_generic_recommend(family: str) -> None:
+    """Popularity ranks once and walks the ranking; the generic path scores every item and
+    takes the top k. Same ids, scores and padding, ties included."""
+    rng = np.random.default_rng(1)
+    for trial in range(100):
+        n_users, n_items = int(rng.integers(1, 30)), int(rng.integers(1, 40))
+        dense = (rng.random((60, n_items)) < 0.2) * rng.integers(1, 4, (60, n_items))
+        model = make(family).fit(
+            sp.csr_matrix(dense, dtype=np.float32), sp.csr_matrix(dense, dtype=np.float32)
+        )
+        # Histories: empty rows, rows that saw almost everything, explicit zeros (not seen).
+        seen = rng.random((n_users, n_items)) < rng.choice([0.0, 0.1, 0.5, 0.95], (n_users, 1))
+        values = np.where(seen, rng.choice([1.0, 2.0], seen.shape), 0.0).astype(np.float32)
+        histories = sp.csr_matrix(values)
+        if histories.nnz and trial % 3 == 0:
+            histories.data[0] = 0.0  # stored, but not a positive interaction
+        for k in (1, 3, 10, n_items + 2):
+            for exclude_seen in (True, False):
+                got = model.recommend(histories, k=k, exclude_seen=exclude_seen)
+                want = Recommender.recommend(model, histories, k=k, exclude_seen=exclude_seen)
+                assert np.array_equal(got[0], want[0]), (trial, k, exclude_seen)
+                assert np.array_equal(got[1], want[1]), (trial, k, exclude_seen)

@@ -193,29 +193,32 @@ class _Accumulator:
     """
 
     def __init__(self) -> None:
-        self.users: dict[str, int] = {}
-        self.items: dict[str, int] = {}
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.users = _Codes()
+        self.items = _Codes()
+        self.pending: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]] = []
         self.pending_rows = 0
         self.merged: pd.DataFrame | None = None
         self.events = 0
 
-    def add(self, users: np.ndarray, items: np.ndarray, weight: np.ndarray, ts: np.ndarray) -> None:
-        """Add events; those weighted 0 (types not in the config) are dropped here."""
+    def add(
+        self,
+        users: pa.Array | np.ndarray,
+        items: pa.Array | np.ndarray,
+        weight: np.ndarray,
+        ts: np.ndarray,
+    ) -> None:
+        """Add events (ids as Arrow or numpy strings); those weighted 0 (types not in the
+        config) are dropped here."""
+        users, items = _strings(users), _strings(items)
         keep = weight > 0
         if not keep.all():
-            users, items, weight, ts = users[keep], items[keep], weight[keep], ts[keep]
+            mask = pa.array(keep)
+            users, items = users.filter(mask), items.filter(mask)
+            weight, ts = weight[keep], ts[keep]
         if len(users) == 0:
             return
         self.events += len(users)
-        self.pending.append(
-            (
-                _encode(users, self.users),
-                _encode(items, self.items),
-                weight.astype(np.float64),
-                ts.astype(np.int64),
-            )
-        )
+        self.pending.append((users, items, weight.astype(np.float64), ts.astype(np.int64)))
         self.pending_rows += len(users)
         merged_rows = 0 if self.merged is None else len(self.merged)
         if self.pending_rows >= max(_MERGE_ROWS, merged_rows):
@@ -224,8 +227,9 @@ class _Accumulator:
     def _merge(self) -> None:
         if not self.pending:
             return
-        u, i, w, t = (np.concatenate(column) for column in zip(*self.pending, strict=True))
-        frame = pd.DataFrame({"u": u, "i": i, "w": w, "t": t})
+        users, items, w, t = zip(*self.pending, strict=True)
+        u, i = self.users.encode(users), self.items.encode(items)
+        frame = pd.DataFrame({"u": u, "i": i, "w": np.concatenate(w), "t": np.concatenate(t)})
         if self.merged is not None:
             frame = pd.concat([self.merged, frame], ignore_index=True)
         self.merged = _aggregate(frame)
@@ -234,9 +238,13 @@ class _Accumulator:
     def result(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         self._merge()
         frame = self.merged if self.merged is not None else _aggregate(_empty_frame())
-        users = np.array(list(self.users), dtype=str) if self.users else np.array([], dtype=str)
-        items = np.array(list(self.items), dtype=str) if self.items else np.array([], dtype=str)
-        return frame, users, items
+        return frame, self.users.id_array(), self.items.id_array()
+
+
+def _strings(values: pa.Array | np.ndarray) -> pa.Array:
+    if isinstance(values, pa.Array):
+        return values
+    return pa.array(np.asarray(values, dtype=object), type=pa.string())
 
 
 def _empty_frame() -> pd.DataFrame:
@@ -255,12 +263,36 @@ def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     return grouped.reset_index()
 
 
-def _encode(values: np.ndarray, index: dict[str, int]) -> np.ndarray:
-    codes, uniques = pd.factorize(values)
-    lookup = np.empty(len(uniques), dtype=np.int32)
-    for n, value in enumerate(uniques):
-        lookup[n] = index.setdefault(str(value), len(index))
-    return lookup[codes]
+class _Codes:
+    """String ids -> int codes numbered in order of first appearance, in Arrow, in bulk.
+
+    `encode` numbers a batch of ids: known ids keep their codes (`pc.index_in`), new ones get
+    the next codes in the order they first appear (`pc.dictionary_encode` numbers its
+    dictionary that way): the numbering a dict.setdefault per id in arrival order gives,
+    without turning every id into a Python object.
+    """
+
+    def __init__(self) -> None:
+        self.ids = pa.array([], type=pa.string())  # id per code
+
+    def encode(self, chunks: Iterable[pa.Array]) -> np.ndarray:
+        values = pa.chunked_array(list(chunks), type=pa.string()).combine_chunks()
+        codes = np.empty(len(values), dtype=np.int32)
+        if len(self.ids):
+            found = pc.index_in(values, value_set=self.ids)
+            new = found.is_null().to_numpy(zero_copy_only=False)
+            codes[~new] = found.drop_null().to_numpy()
+            values = values.filter(pa.array(new))
+        else:
+            new = np.ones(len(values), dtype=bool)
+        encoded = pc.dictionary_encode(values)
+        codes[new] = len(self.ids) + encoded.indices.to_numpy()
+        self.ids = pa.concat_arrays([self.ids, encoded.dictionary])
+        return codes
+
+    def id_array(self) -> np.ndarray:
+        """The ids by code, as a numpy unicode array."""
+        return np.asarray(self.ids.to_numpy(zero_copy_only=False), dtype=str)
 
 
 def _ms(value: datetime) -> int:
@@ -352,25 +384,38 @@ class _Sink:
         self._lo_ms = _ms(lo) if lo else None
         self._hi_ms = _ms(hi)
 
-    def feed(
-        self,
-        actors: np.ndarray,
-        items: np.ndarray,
-        types: np.ndarray,
-        ts: np.ndarray,
-        recommended: np.ndarray,
-    ) -> None:
+    def feed(self, events: _Columns) -> None:
+        ts = events.ts
         mask = ts < self._hi_ms
         if self.organic:
-            mask &= ~recommended
+            mask &= ~events.recommended
         if self._lo_ms is not None:
             mask &= ts >= self._lo_ms
         ts = ts[mask]
-        weight = _weights(types[mask], None, self.config, len(ts))
-        self.acc.add(actors[mask], items[mask], _decayed(weight, ts, self.hi, self.config), ts)
+        per_type = [float(self.config.event_weights.get(t, 0.0)) for t in events.type_names]
+        weight = np.asarray([*per_type, 0.0])[events.type_codes[mask]]  # -1: no type
+        keep = pa.array(mask)
+        self.acc.add(
+            events.actors.filter(keep),
+            events.items.filter(keep),
+            _decayed(weight, ts, self.hi, self.config),
+            ts,
+        )
 
     def finish(self, snapshot: Snapshot) -> InteractionData:
         return _finish(self.acc, self.config, self.lo, self.hi, snapshot)
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """One lake object's valid events as the sinks read them (ids stay Arrow strings)."""
+
+    actors: pa.Array
+    items: pa.Array
+    type_codes: np.ndarray  # index into type_names, -1 when missing
+    type_names: list[str]
+    ts: np.ndarray  # epoch ms
+    recommended: np.ndarray  # carries a rec_id
 
 
 def _stream(lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink]) -> Snapshot:
@@ -379,15 +424,17 @@ def _stream(lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink]) -
         actors = pc.coalesce(table.column("user_id"), table.column("visitor_id"))
         valid = pc.and_(pc.is_valid(actors), pc.is_valid(table.column("item_id")))
         table = table.append_column("actor", actors).filter(valid)
-        columns = (
-            table.column("actor").to_numpy(zero_copy_only=False),
-            table.column("item_id").to_numpy(zero_copy_only=False),
-            table.column("event_type").to_numpy(zero_copy_only=False),
-            table.column("timestamp").cast(pa.int64()).to_numpy(),
-            pc.is_valid(table.column("rec_id")).to_numpy(zero_copy_only=False),
+        types = pc.dictionary_encode(table.column("event_type").combine_chunks())
+        events = _Columns(
+            actors=table.column("actor").combine_chunks(),
+            items=table.column("item_id").combine_chunks(),
+            type_codes=types.indices.fill_null(-1).to_numpy(),
+            type_names=[str(t) for t in types.dictionary.to_pylist()],
+            ts=table.column("timestamp").cast(pa.int64()).to_numpy(),
+            recommended=pc.is_valid(table.column("rec_id")).to_numpy(zero_copy_only=False),
         )
         for sink in sinks:
-            sink.feed(*columns)
+            sink.feed(events)
     return snapshot
 
 
@@ -467,18 +514,24 @@ def _partition_end(key: str) -> datetime:
 def _dedupe_by_partition(
     lake: Lake, lo: datetime | None, hi: datetime, snapshot: Snapshot
 ) -> Iterator[pa.Table]:
-    seen: set[str] = set()
+    earlier: list[pa.Array] = []  # event ids kept from the partition's earlier objects
     partition = None
     for table in lake.iter_events(lo, hi, _LAKE_COLUMNS, snapshot):
         # iter_events appends each object it reads to the snapshot before yielding it.
         prefix = snapshot.objects[-1].key.rsplit("/", 1)[0]
         if prefix != partition:
-            seen, partition = set(), prefix
-        ids = table.column("event_id").to_numpy(zero_copy_only=False)
-        _, first = np.unique(ids, return_index=True)
-        fresh = np.fromiter((ids[i] not in seen for i in first), dtype=bool, count=len(first))
-        keep = np.sort(first[fresh])
-        seen.update(ids[keep].tolist())
+            earlier, partition = [], prefix
+        ids = table.column("event_id").combine_chunks()
+        # The first copy of each id in this object (integer codes: no Python strings), unless
+        # an earlier object of the partition had it (most partitions hold one object).
+        _, first = np.unique(pc.dictionary_encode(ids).indices.to_numpy(), return_index=True)
+        fresh = np.zeros(len(ids), dtype=bool)
+        fresh[first] = True
+        if earlier:
+            seen = pc.is_in(ids, value_set=pa.concat_arrays(earlier))
+            fresh &= ~seen.to_numpy(zero_copy_only=False)
+        keep = np.flatnonzero(fresh)
+        earlier.append(ids.take(pa.array(keep)))
         yield table.take(keep) if len(keep) < table.num_rows else table
 
 

@@ -15,12 +15,14 @@ Metrics at K, per user then averaged over users with at least one test item:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from recloop.errors import RecloopError
+from recloop.training.models._common import single_threaded_blas, thread_count
 from recloop.training.models.base import Recommender
 from recloop.training.models.popularity import Popularity
 
@@ -118,15 +120,26 @@ def _score(
 ) -> EvalResult:
     hits = np.zeros((len(users), k), dtype=bool)
     recommended: set[int] = set()
-    for lo in range(0, len(users), batch_size):
+
+    def one(lo: int) -> tuple[np.ndarray, np.ndarray]:
         batch = users[lo : lo + batch_size]
         ids, _ = model.recommend(train[batch], k=k, exclude_seen=True)
         valid = ids >= 0
-        recommended.update(np.unique(ids[valid]).tolist())
         rows = np.repeat(np.arange(len(batch)), ids.shape[1])
         found = np.asarray(test[batch][rows, np.where(valid, ids, 0).ravel()]).ravel() > 0
-        width = ids.shape[1]
-        hits[lo : lo + len(batch), :width] = found.reshape(len(batch), width) & valid
+        return ids, found.reshape(ids.shape) & valid
+
+    starts = range(0, len(users), batch_size)
+    # Batches are independent: score them on every core, as the fits run (the heavy parts,
+    # BLAS products and argpartition, release the GIL), with BLAS itself on one thread: its
+    # own threads mostly spin on these small products (ALS at 10k users x 55k items: 3.5 CPU
+    # s / 1.8 s wall with BLAS threads, 2.2 / 2.1 on one thread, 2.5 / 1.35 like this).
+    # Results are gathered in batch order, so they do not depend on the scheduling.
+    workers = min(thread_count(0), len(starts))
+    with single_threaded_blas(), ThreadPoolExecutor(max(workers, 1)) as pool:
+        for lo, (ids, found) in zip(starts, pool.map(one, starts), strict=True):
+            recommended.update(np.unique(ids[ids >= 0]).tolist())
+            hits[lo : lo + len(ids), : ids.shape[1]] = found
     n_test = np.diff(test.indptr)[users]
     per_user = _per_user(hits, n_test, k)
     metrics = {f"{name}@{k}": float(values.mean()) for name, values in per_user.items()}

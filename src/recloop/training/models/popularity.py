@@ -20,6 +20,8 @@ class Popularity(Recommender):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.popularity = np.zeros(0, dtype=np.float32)
+        # (items by score descending, ties by the lower index; each item's position): lazy
+        self._ranking: tuple[np.ndarray, np.ndarray] | None = None
 
     def _item_weights(self, interactions: sp.csr_matrix, ages: sp.csr_matrix | None) -> np.ndarray:
         del ages  # global popularity counts every interaction alike
@@ -32,8 +34,55 @@ class Popularity(Recommender):
         interactions = sp.csr_matrix(interactions, dtype=np.float32)
         weights = self._item_weights(interactions, ages)
         self.popularity = weights.astype(np.float32)
+        self._ranking = None
         self.n_items = interactions.shape[1]
         return self
+
+    def recommend(
+        self,
+        histories: sp.csr_matrix,
+        k: int = 10,
+        exclude_seen: bool = True,
+        items: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`Recommender.recommend`'s answer without scoring every item for every user.
+
+        Everyone shares one ranking (score descending, ties by the lower index, as the generic
+        top-k breaks them), so a user's top k is the first k items of it they have not seen:
+        only the first k + (their seen items) positions are looked at.
+        """
+        if items is not None:
+            return super().recommend(histories, k, exclude_seen, items)
+        histories = self._histories(histories)
+        n_users = histories.shape[0]
+        k = min(k, self.n_items)
+        if k <= 0:
+            return np.empty((n_users, 0), np.int64), np.empty((n_users, 0), np.float32)
+        if self._ranking is None:
+            order = np.argsort(-self.popularity, kind="stable")
+            position = np.empty(self.n_items, dtype=np.int64)
+            position[order] = np.arange(self.n_items)
+            self._ranking = order, position
+        order, position = self._ranking
+        rows = np.repeat(np.arange(n_users), np.diff(histories.indptr))
+        positive = histories.data > 0 if exclude_seen else np.zeros(histories.nnz, dtype=bool)
+        rows, ranks = rows[positive], position[histories.indices[positive]]
+        most_seen = int(np.bincount(rows, minlength=1).max()) if len(rows) else 0
+        width = min(self.n_items, k + most_seen)
+        # seen[u, j]: user u has seen the item at ranking position j (< width).
+        near = ranks < width
+        seen = np.zeros((n_users, width), dtype=bool)
+        seen[rows[near], ranks[near]] = True
+        # Keep each row's first k unseen positions; rows with fewer pad with -1 / -inf.
+        take = ~seen & (np.cumsum(~seen, axis=1) <= k)
+        counts = take.sum(axis=1)
+        ids = np.full((n_users, k), -1, dtype=np.int64)
+        scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+        slot = np.arange(k)[None, :] < counts[:, None]
+        picked = order[np.flatnonzero(take) % width]
+        ids[slot] = picked
+        scores[slot] = self.popularity[picked]
+        return ids, scores
 
     def user_vectors(self, histories: sp.csr_matrix) -> np.ndarray:
         """Everyone is the same vector: the history does not change the ranking."""
@@ -49,6 +98,7 @@ class Popularity(Recommender):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.popularity = arrays["popularity"]
+        self._ranking = None
 
 
 class RecentPopularity(Popularity):
