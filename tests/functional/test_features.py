@@ -53,6 +53,16 @@ def test_history_is_newest_first_and_idempotent(store: FeatureStore) -> None:
     assert [h.item_id for h in store.recent_history("u1", limit=1)] == ["b"]
 
 
+def test_history_events_with_the_same_time_come_latest_written_first(tmp_path: Path) -> None:
+    # Two events in the same millisecond (a view, then the click on it): the later write is
+    # the newer one. SQLite only: it orders ties by insertion; mongomock has no such rule.
+    store = SQLiteFeatureStore(tmp_path / "f.db")
+    store.add_history([event("e1", "u1", "a", 1, "view")])
+    store.add_history([event("e2", "u1", "b", 1), event("e3", "u1", "c", 0)])
+    assert [h.event_id for h in store.recent_history("u1")] == ["e2", "e1", "e3"]
+    store.close()
+
+
 def test_impressions_are_not_history(store: FeatureStore) -> None:
     impression = Event(
         event_id="imp",

@@ -77,6 +77,10 @@ def _find(sorted_ids: np.ndarray, order: np.ndarray, key: str) -> int | None:
     return None
 
 
+# Rounded through float32, as the families' float32 matrices hold them.
+_HISTORY_WEIGHTS_F32 = {name: float(np.float32(w)) for name, w in HISTORY_WEIGHTS.items()}
+
+
 @dataclass(frozen=True)
 class HistoryRow:
     """One actor's model input: sorted distinct item columns and their summed weights."""
@@ -84,6 +88,7 @@ class HistoryRow:
     indices: np.ndarray  # int32
     data: np.ndarray  # float32
     n_items: int
+    recent: tuple[int, ...] = ()  # the latest history's known items, newest first, distinct
 
     @property
     def nnz(self) -> int:
@@ -162,28 +167,30 @@ class ServedModel:
     def history_parts(self, history: list[HistoryEntry], user_id: str | None) -> HistoryRow:
         """history_row as plain arrays: this runs on every request, a csr_matrix costs ~40 us."""
         index = self.index_of
-        cols: list[int] = []
-        vals: list[float] = []
+        weights: dict[int, float] = {}  # column -> summed weight, in the order first seen
         for entry in history:
             col = index(entry.item_id)
             if col is not None:
-                cols.append(col)
-                vals.append(HISTORY_WEIGHTS.get(entry.event_type, 1.0))
-        col_array = np.asarray(cols, dtype=np.int32)
-        val_array = np.asarray(vals, dtype=np.float32)
+                weight = _HISTORY_WEIGHTS_F32.get(entry.event_type, 1.0)
+                weights[col] = weights.get(col, 0.0) + weight
+        recent = tuple(weights)
         trained = self._trained
         assert self.ids is not None
         row_index = None if user_id is None or trained is None else self.ids.user(user_id)
         if row_index is not None and trained is not None:
             indptr, indices, data = trained
-            lo, hi = indptr[row_index], indptr[row_index + 1]
-            col_array = np.concatenate([col_array, np.asarray(indices[lo:hi], np.int32)])
-            val_array = np.concatenate([val_array, np.asarray(data[lo:hi], np.float32)])
-        if len(col_array) > 1:
-            # scipy's sum_duplicates, on plain arrays: sorted distinct columns, values summed.
-            col_array, inverse = np.unique(col_array, return_inverse=True)
-            val_array = np.bincount(inverse, weights=val_array).astype(np.float32)
-        return HistoryRow(col_array, val_array, self.n_items)
+            lo, hi = int(indptr[row_index]), int(indptr[row_index + 1])
+            for col, value in zip(indices[lo:hi].tolist(), data[lo:hi].tolist(), strict=True):
+                weights[col] = weights.get(col, 0.0) + value
+        # scipy's sum_duplicates, in Python: ~25 entries cost less than np.unique's machinery.
+        # Sums run in float64 in input order, as np.bincount's did, then round to float32.
+        cols = sorted(weights)
+        return HistoryRow(
+            np.array(cols, dtype=np.int32),
+            np.array([weights[c] for c in cols], dtype=np.float32),
+            self.n_items,
+            recent,
+        )
 
     def user_vector(self, row: sp.csr_matrix | HistoryRow) -> np.ndarray:
         if self.fold_in is not None:

@@ -286,8 +286,7 @@ class RecommendationService:
     ) -> tuple[_Pool, Source]:
         model = ctx.model
         vector = model.user_vector(row)
-        known = [model.index_of(h.item_id) for h in history]
-        recent = [i for i in dict.fromkeys(known) if i is not None]
+        recent = list(row.recent)
         recent_set = set(recent)
         trained = [int(i) for i in row.indices.tolist() if i not in recent_set]
         query = CandidateQuery(
