@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -42,7 +43,10 @@ def _query_parameters() -> list[dict[str, Any]]:
 def _parse_query(request: Request) -> RecommendationQuery:
     """One pydantic validation of the query string; errors become the usual 422."""
     try:
-        return RecommendationQuery.model_validate(dict(request.query_params))
+        # parse_qsl as Starlette's QueryParams does (latin-1 bytes, blank values kept, the last
+        # of a repeated name wins), without building its multi-dict on the hot path.
+        raw = request.scope["query_string"].decode("latin-1")
+        return RecommendationQuery.model_validate(dict(parse_qsl(raw, keep_blank_values=True)))
     except ValidationError as exc:
         raise RequestValidationError(
             [{**err, "loc": ("query", *err["loc"])} for err in exc.errors(include_url=False)]
