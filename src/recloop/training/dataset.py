@@ -449,15 +449,17 @@ def from_lake(
     start: datetime | date | str | None,
     end: datetime | date | str | None,
     config: DatasetConfig | None = None,
+    organic: bool = False,
 ) -> InteractionData:
     """Build interaction data from lake events in [start, end), streaming object by object.
 
     The returned data carries the Snapshot (every object read, with checksums). When `end` is
-    None, the window ends at the end of the newest hour partition in the lake.
+    None, the window ends at the end of the newest hour partition in the lake. `organic`
+    leaves out events a recommendation led to (they carry a rec_id), as evaluation windows do.
     """
     lo = as_utc(start)
     hi = _window_end(lake, lo, as_utc(end))
-    sink = _Sink(config or DatasetConfig(), lo, hi)
+    sink = _Sink(config or DatasetConfig(), lo, hi, organic=organic)
     return sink.finish(_stream(lake, lo, hi, [sink]))
 
 

@@ -2,6 +2,7 @@
 
 By default the window is the one right after the model's training window (clicks it has not
 seen); a window that overlaps training data is allowed but flagged, since it flatters the model.
+Only organic clicks count (no rec_id), as in the gate's holdout.
 The report shows metric@K curves against popularity and a breakdown by user activity.
 """
 
@@ -80,8 +81,8 @@ def evaluate_bundle(
     max_users: int = 10_000,
     seed: int = 42,
 ) -> EvaluationReport:
-    """Score the bundle (training rows as histories, training items excluded) on the clicks
-    of [start, end), at every K, with popularity beside and a per-activity breakdown."""
+    """Score the bundle (training rows as histories, training items excluded) on the organic
+    clicks of [start, end), at every K, with popularity beside and a per-activity breakdown."""
     train_end = _parse(bundle.meta.train_end)
     start = start or train_end
     if start is None:
@@ -89,7 +90,11 @@ def evaluate_bundle(
     end = end or start + timedelta(days=days)
     if bundle.history is None:
         raise ReportError("the bundle has no training histories to score users from")
-    clicks = ds.from_lake(lake, start, end, ds.DatasetConfig(event_weights={"click": 1.0}))
+    # Organic clicks only, as the gate's holdout and the search's validation window count
+    # them: a click on a list this model served would score it by its own influence.
+    clicks = ds.from_lake(
+        lake, start, end, ds.DatasetConfig(event_weights={"click": 1.0}), organic=True
+    )
     test = ds.align(clicks, bundle.user_ids, bundle.item_ids)
     users = select_users(test, max_users, seed)
     if len(users) == 0:
@@ -226,7 +231,8 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;
 .warn{{color:#a00;font-weight:bold}}</style></head><body>
 <h1>Model {e(report.version)} ({e(report.family)})</h1>
 <p>Clicks from {e(report.start.isoformat())} to {e(report.end.isoformat())};
-{report.users} users with at least one click on a known item; training items excluded;
+{report.users} users with at least one organic click (not on a recommended list) on a known
+item; training items excluded;
 generated {e(datetime.now(UTC).isoformat(timespec="seconds"))}.</p>
 {warning}
 <h2>Metrics at K against popularity</h2>
