@@ -59,6 +59,9 @@ def register(app: typer.Typer) -> None:
             settings = get_settings()  # fail here, with a one-line message, on bad settings
             if catalog:
                 _publish_catalog(settings)
+            from recloop.serving.workerenv import apply_worker_env
+
+            apply_worker_env(os.environ)  # before uvicorn starts its worker processes
             if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                 # /metrics then sums every worker's values, whichever worker answers.
                 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recloop-prom-")

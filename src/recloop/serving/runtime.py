@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ _LAZY_LOAD_EVERY = 5.0
 # Catalogue reads at publish time go in small chunks, each under the request deadline, retried.
 _CATALOGUE_CHUNK = 500
 _CATALOGUE_TRIES = 3
+# The GIL switch interval while a model loads beside requests (seconds).
+_LOAD_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass
@@ -81,26 +85,47 @@ class Runtime:
 
     def load_model(self, folder: Path, version: str) -> ServedModel:
         """Load, verify, publish and warm one version (never touches the served reference)."""
-        ids = [str(i) for i in np.load(folder / "item_ids.npy", mmap_mode="r").tolist()]
-        catalogue: dict[str, Any] = {}
-        items_version = self._items_version()  # before the read: a change during it shows
-        complete = False
+        # The load runs in the watcher's thread, mostly in Python (the catalogue read, the item
+        # table). With the default 5 ms GIL switch interval a request waited up to 5 ms each
+        # time it needed the GIL back; 0.5 ms keeps requests flowing while a model loads.
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(min(previous, _LOAD_SWITCH_INTERVAL))
         try:
-            for start in range(0, len(ids), _CATALOGUE_CHUNK):
-                catalogue |= self._catalogue_chunk(ids[start : start + _CATALOGUE_CHUNK])
-            complete = True
-        except Exception as exc:  # a catalogue outage must not block a model update
-            log.warning("no item metadata for model %s: %s", version, exc)
-        model = load_served_model(
-            folder, version, catalogue, registry_uri=getattr(self.registry, "uri", None)
-        )
-        if complete:  # every item's row was just read: requests need not read them again
-            if items_version is not None:
-                model.items.confirm(items_version)
-            model.items.fill(np.arange(len(ids)), ids, catalogue)
+            return self._load_model(folder, version)
+        finally:
+            sys.setswitchinterval(previous)
+
+    def _load_model(self, folder: Path, version: str) -> ServedModel:
+        model = load_served_model(folder, version, registry_uri=getattr(self.registry, "uri", None))
+        self._read_catalogue(model)
         self.candidates.publish(model)
         warm(model)
         return model
+
+    def _read_catalogue(self, model: ServedModel) -> None:
+        """Fill the model's item table and category index from the feature store, by chunks.
+
+        Each chunk goes into the table as it arrives: holding the whole catalogue as objects
+        first peaked at ~50 MB per worker at 100k items, and the allocator kept that memory.
+        A store outage part-way leaves the remaining rows to be read on request.
+        """
+        items_version = self._items_version()  # before the read: a change during it shows
+        if items_version is not None:
+            model.items.confirm(items_version)  # rows read from here on stay valid until then
+        groups: dict[str, list[int]] = {}
+        try:
+            for start in range(0, model.n_items, _CATALOGUE_CHUNK):
+                rows = np.arange(start, min(model.n_items, start + _CATALOGUE_CHUNK))
+                ids = model.item_ids_of(rows)
+                fetched = self._catalogue_chunk(ids)
+                model.items.fill(rows, ids, fetched)
+                for row, item_id in zip(rows.tolist(), ids, strict=True):
+                    item = fetched.get(item_id)
+                    for category in item.categories if item is not None else ():
+                        groups.setdefault(category, []).append(row)
+        except Exception as exc:  # a catalogue outage must not block a model update
+            log.warning("item metadata for model %s incomplete: %s", model.version, exc)
+        model.category_items = {c: np.asarray(v, dtype=np.int64) for c, v in groups.items()}
 
     def _items_version(self) -> int | None:
         """The feature store's items version, when it keeps one (see ItemTable.confirm)."""
@@ -131,6 +156,7 @@ class Runtime:
         # The new model's objects (its item table: ~100k titles and category tuples) are
         # long-lived: keep them out of the collector's full passes too (see `start`).
         gc.freeze()
+        release_free_memory()
 
     async def ensure_model(self) -> None:
         """Without a watcher loop (Lambda), try loading the champion on request, rate-limited."""
@@ -157,6 +183,7 @@ class Runtime:
         # Frozen objects are still freed by reference counting: a swapped-out model is.
         gc.collect()
         gc.freeze()
+        release_free_memory()
         # Snapshots feed the laptop's dashboard; in AWS, Prometheus and EMF carry the same
         # figures, and many tasks rewriting one S3 object would only contend.
         if self.settings.monitor_service_metrics_uri.startswith("file://"):
@@ -198,6 +225,20 @@ class Runtime:
         if self._blas_limits is not None:  # tests run many apps in one process
             self._blas_limits.restore_original_limits()
             self._blas_limits = None
+
+
+def release_free_memory() -> None:
+    """Hand the allocator's free pages back to the system (glibc; elsewhere a no-op).
+
+    Loading a model allocates and frees hundreds of MB of temporaries (the catalogue read,
+    id lists, the old model's objects). glibc keeps freed heap pages mapped, so after three
+    swaps a worker held ~60 MB it no longer used; malloc_trim returns them.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): their allocators return memory themselves
+        return
+    libc.malloc_trim(0)
 
 
 def warm(model: ServedModel) -> None:

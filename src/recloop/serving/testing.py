@@ -187,7 +187,10 @@ def running_server(settings: Any, workers: int = 1, startup_timeout: float = 30.
     import httpx
 
     port = free_port()
+    from recloop.serving.workerenv import apply_worker_env
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECLOOP_")}
+    apply_worker_env(env)  # as `recloop serve` starts its workers
     for name in sorted(settings.model_fields_set):  # only what the caller set explicitly
         value = getattr(settings, name)
         if value is None:

@@ -80,6 +80,7 @@ class ItemTable:
         self.titles = np.full(n_items, None, dtype=object)
         self.categories = np.empty(n_items, dtype=object)
         self.categories[:] = [()] * n_items
+        self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def version_due(self) -> bool:
         """True when the store's items version should be asked for again (see `confirm`)."""
@@ -121,7 +122,12 @@ class ItemTable:
             n,
         )
         self.titles[rows] = np.fromiter((m.title if m else None for m in found), object, n)
-        self.categories[rows] = np.fromiter((m.categories if m else () for m in found), object, n)
+        # A catalogue has few distinct category tuples: one object each, not one per item
+        # (~6 MB per worker at 100k items).
+        interned = self._interned
+        self.categories[rows] = np.fromiter(
+            (interned.setdefault(m.categories, m.categories) if m else () for m in found), object, n
+        )
         self.expiry[rows] = self._clock() + self.ttl_s
 
     def gather(self, indices: np.ndarray, unusable: np.ndarray | None = None) -> MetaArrays:
