@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -302,3 +303,32 @@ def test_a_swapped_out_model_is_freed_without_the_cycle_collector(tmp_path: Path
         finally:
             gc.enable()
     assert gc.get_freeze_count() == 0  # stopping the app unfreezes (tests run many apps)
+
+
+def test_a_catalogue_outage_part_way_through_a_load_still_serves_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recloop.serving.runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "_CATALOGUE_CHUNK", 10)  # 45 items: five chunks
+
+    class ItemsFailAfterOneRead(SQLiteFeatureStore):
+        reads = 0
+
+        def get_items(self, item_ids: Any) -> Any:
+            type(self).reads += 1
+            if type(self).reads > 1:
+                raise BackendError("features", "connection reset")
+            return super().get_items(item_ids)
+
+    world = tiny_world(tmp_path / "w")
+    store = ItemsFailAfterOneRead(world.features_uri.removeprefix("sqlite:///"))
+    with make_client(world, tmp_path, features=store) as client:
+        model = client.app.state.runtime.holder.current  # type: ignore[attr-defined]
+        assert model.version == world.version
+        # The first chunk arrived before the outage and stays; the rest is read on request.
+        assert model.items.known[:10].all() and not model.items.known[10:].any()
+        indexed = np.concatenate(list(model.category_items.values()))
+        assert set(indexed.tolist()) <= set(range(10)) and len(indexed)
+        answer = client.get("/recommendations?user_id=u0")
+        assert answer.status_code == 200 and answer.json()["items"]
