@@ -30,9 +30,12 @@ class RankingRules:
     max_share_per_category: float = 0.4  # of k, at least one item per category
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: ten are built per request, frozen costs 2x (0.6 us each)
 class Ranked:
-    """One recommended item with its final score and why it is there."""
+    """One recommended item with its final score and why it is there.
+
+    Its fields are the response's item fields, in order: orjson serialises it as it is.
+    """
 
     item_id: str
     score: float
@@ -96,14 +99,12 @@ def choose(
     `drop` marks candidates to leave out (seen items). Python touches only the k picked items
     and the diversity cap's walk down the order, never every candidate.
     """
-    keep = meta.available.copy()
-    if drop is not None:
-        keep &= ~drop
+    keep = meta.available if drop is None else meta.available & ~drop
     if category is not None:
         in_category = np.fromiter(
             (category in c for c in meta.categories.tolist()), bool, len(meta.categories)
         )
-        keep &= in_category | ~meta.known
+        keep = keep & (in_category | ~meta.known)
     positions = np.flatnonzero(keep)
     if not len(positions):
         return []
@@ -118,9 +119,10 @@ def choose(
     counts: Counter[str] = Counter()
     picked: list[int] = []
     deferred: list[int] = []
-    categories = meta.categories
+    # Plain lists: indexing numpy arrays one element at a time costs ~100 ns a go.
+    categories = meta.categories[positions].tolist()
     for i in order:
-        cats = categories[positions[i]]
+        cats = categories[i]
         primary = cats[0] if cats else None
         if primary is not None and category is None and counts[primary] >= cap:
             deferred.append(i)
@@ -130,7 +132,8 @@ def choose(
         if len(picked) == k:
             break
     picked += deferred[: k - len(picked)]
-    return [(int(positions[i]), float(final[i]), float(fresh[i])) for i in picked]
+    where, finals, freshes = positions.tolist(), final.tolist(), fresh.tolist()
+    return [(where[i], finals[i], freshes[i]) for i in picked]
 
 
 def rank(

@@ -82,16 +82,7 @@ async def recommendations(request: Request) -> Response:
         "rec_id": result.rec_id,
         "user_id": result.user_id,
         "model_version": result.model_version,
-        "items": [
-            {
-                "item_id": i.item_id,
-                "score": i.score,
-                "title": i.title,
-                "categories": list(i.categories),
-                "reason": i.reason,
-            }
-            for i in result.items
-        ],
+        "items": result.items,  # Ranked dataclasses: orjson writes their fields in order
         "degraded": result.degraded,
         "source": result.source,
     }
