@@ -37,6 +37,8 @@ _LAZY_LOAD_EVERY = 5.0
 # Catalogue reads at publish time go in small chunks, each under the request deadline, retried.
 _CATALOGUE_CHUNK = 500
 _CATALOGUE_TRIES = 3
+# Seconds the catalogue read pauses between chunks while requests are being served.
+_CATALOGUE_PAUSE = 0.001
 # The GIL switch interval while a model loads beside requests (seconds).
 _LOAD_SWITCH_INTERVAL = 0.0005
 
@@ -123,6 +125,7 @@ class Runtime:
                     item = fetched.get(item_id)
                     for category in item.categories if item is not None else ():
                         groups.setdefault(category, []).append(row)
+                time.sleep(_CATALOGUE_PAUSE)  # hand the GIL to requests between chunks
         except Exception as exc:  # a catalogue outage must not block a model update
             log.warning("item metadata for model %s incomplete: %s", model.version, exc)
         model.category_items = {c: np.asarray(v, dtype=np.int64) for c, v in groups.items()}
