@@ -245,6 +245,24 @@ def test_queued_sink_batches_retries_and_drains_on_close() -> None:
     assert max(len(b) for b in sink.batches) <= 4
 
 
+def test_queued_sink_keeps_batching_while_events_keep_arriving() -> None:
+    # A steady stream (one event every ms) with a 100 ms linger: about one delivery per
+    # linger, not a delivery for whatever arrived while the previous one was being written.
+    class SlowSink(RecordingSink):
+        def _deliver(self, batch: list[Event]) -> list[Event]:
+            time.sleep(0.005)  # a Parquet write takes a few ms
+            return super()._deliver(batch)
+
+    sink = SlowSink(batch_size=10_000, linger_s=0.1, max_queue=10_000)
+    sink.start()
+    for n in range(400):
+        sink.submit([view(n)])
+        time.sleep(0.001)
+    sink.close(timeout=5.0)
+    assert sum(len(b) for b in sink.batches) == 400
+    assert len(sink.batches) <= 10, [len(b) for b in sink.batches]
+
+
 def test_queued_sink_refuses_when_full_instead_of_growing() -> None:
     sink = RecordingSink(max_queue=3)  # not started: nothing drains
     sink.submit([view(1), view(2)])

@@ -124,13 +124,17 @@ class QueuedSink(ABC):
             if not stopping and len(self._buffer) < self.batch_size:
                 self._wake.wait(self.linger_s)
             self._wake.clear()
-            while self._buffer:
+            # Only what is buffered now: events arriving during a delivery wait for the next
+            # linger, or a busy server would write a stream of tiny batches (and objects).
+            waiting = len(self._buffer)
+            while waiting:
                 self._delivering = True
-                n = min(self.batch_size, len(self._buffer))  # only this thread takes
+                n = min(self.batch_size, waiting)  # only this thread takes
                 batch = [self._buffer.popleft() for _ in range(n)]
+                waiting -= n
                 self._deliver_with_retries(batch)
                 self._delivering = False
-            if stopping:
+            if stopping and not self._buffer:
                 return
 
     def _deliver_with_retries(self, batch: list[Event]) -> None:
