@@ -8,6 +8,7 @@ import ctypes
 import gc
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ _CATALOGUE_CHUNK = 500
 _CATALOGUE_TRIES = 3
 # Seconds the catalogue read pauses between chunks while requests are being served.
 _CATALOGUE_PAUSE = 0.001
+# Seconds after a swap before freed memory is handed back (the old model must be gone).
+_TRIM_AFTER_SWAP_S = 2.0
 # The GIL switch interval while a model loads beside requests (seconds).
 _LOAD_SWITCH_INTERVAL = 0.0005
 
@@ -159,7 +162,11 @@ class Runtime:
         # The new model's objects (its item table: ~100k titles and category tuples) are
         # long-lived: keep them out of the collector's full passes too (see `start`).
         gc.freeze()
-        release_free_memory()
+        # The previous model is still referenced here (by the watcher, by requests in flight);
+        # its memory is free a moment later, and only then worth handing back.
+        timer = threading.Timer(_TRIM_AFTER_SWAP_S, release_free_memory)
+        timer.daemon = True
+        timer.start()
 
     async def ensure_model(self) -> None:
         """Without a watcher loop (Lambda), try loading the champion on request, rate-limited."""
