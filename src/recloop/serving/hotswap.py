@@ -79,7 +79,10 @@ class Watcher:
                 return None
             try:
                 folder = self._download(version)
-                model = self.load(folder, version)
+                # One worker loads at a time: loading takes a core for seconds, and workers
+                # loading together left requests no core at all (p99 during swaps).
+                with file_lock(self.cache_dir / ".load.lock"):
+                    model = self.load(folder, version)
             except Exception as exc:  # whatever breaks a candidate, it is not served
                 self.holder.rejected[version] = str(exc)
                 self.last_error = f"{version}: {exc}"
