@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import gc
 import logging
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +40,8 @@ _CATALOGUE_CHUNK = 500
 _CATALOGUE_TRIES = 3
 # Seconds the catalogue read pauses between chunks while requests are being served.
 _CATALOGUE_PAUSE = 0.001
-# Seconds after a swap before freed memory is handed back (the old model must be gone).
-_TRIM_AFTER_SWAP_S = 2.0
+# Seconds between hand-backs of the allocator's free pages (see release_free_memory).
+_TRIM_EVERY_S = 5.0
 # The GIL switch interval while a model loads beside requests (seconds).
 _LOAD_SWITCH_INTERVAL = 0.0005
 
@@ -62,6 +62,7 @@ class Runtime:
     service: RecommendationService = field(init=False)
     _watch_task: asyncio.Task[None] | None = None
     _snapshot_task: asyncio.Task[None] | None = None
+    _trim_task: asyncio.Task[None] | None = None
     _last_lazy_load: float = 0.0
     _info_labels: tuple[str, str] | None = None
     _blas_limits: Any = None
@@ -162,11 +163,8 @@ class Runtime:
         # The new model's objects (its item table: ~100k titles and category tuples) are
         # long-lived: keep them out of the collector's full passes too (see `start`).
         gc.freeze()
-        # The previous model is still referenced here (by the watcher, by requests in flight);
-        # its memory is free a moment later, and only then worth handing back.
-        timer = threading.Timer(_TRIM_AFTER_SWAP_S, release_free_memory)
-        timer.daemon = True
-        timer.start()
+        # The previous model is still referenced here (by the watcher, by requests in flight):
+        # its memory goes back to the system at the next periodic trim (see `_trim_memory`).
 
     async def ensure_model(self) -> None:
         """Without a watcher loop (Lambda), try loading the champion on request, rate-limited."""
@@ -194,6 +192,7 @@ class Runtime:
         gc.collect()
         gc.freeze()
         release_free_memory()
+        self._trim_task = asyncio.create_task(self._trim_memory())
         # Snapshots feed the laptop's dashboard; in AWS, Prometheus and EMF carry the same
         # figures, and many tasks rewriting one S3 object would only contend.
         if self.settings.monitor_service_metrics_uri.startswith("file://"):
@@ -203,6 +202,14 @@ class Runtime:
         assert self.watcher is not None
         await asyncio.sleep(self.settings.watch_interval_seconds)
         await self.watcher.run()
+
+    async def _trim_memory(self) -> None:
+        # Under load the event sink's Parquet writes and the swaps' temporaries leave freed
+        # pages in glibc's arenas (+30-40 MiB per worker); a trim every few seconds returns
+        # them. It runs in a thread: ctypes releases the GIL, requests go on.
+        while True:
+            await asyncio.sleep(_TRIM_EVERY_S)
+            await asyncio.to_thread(release_free_memory)
 
     async def _record_snapshots(self) -> None:
         while True:
@@ -221,12 +228,12 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop polling, deliver queued events, close connections."""
-        for task in (self._watch_task, self._snapshot_task):
+        for task in (self._watch_task, self._snapshot_task, self._trim_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._watch_task = self._snapshot_task = None
+        self._watch_task = self._snapshot_task = self._trim_task = None
         if self.settings.monitor_service_metrics_uri.startswith("file://"):
             await asyncio.to_thread(self.append_snapshot)
         await asyncio.to_thread(self.sink.close, 5.0)
@@ -241,14 +248,20 @@ def release_free_memory() -> None:
     """Hand the allocator's free pages back to the system (glibc; elsewhere a no-op).
 
     Loading a model allocates and frees hundreds of MB of temporaries (the catalogue read,
-    id lists, the old model's objects). glibc keeps freed heap pages mapped, so after three
-    swaps a worker held ~60 MB it no longer used; malloc_trim returns them.
+    id lists, the old model's objects), and the event sink's Parquet writes churn more.
+    glibc keeps freed pages mapped; malloc_trim returns them (a few ms).
     """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (macOS, musl): their allocators return memory themselves
-        return
-    libc.malloc_trim(0)
+        return None
 
 
 def warm(model: ServedModel) -> None:
