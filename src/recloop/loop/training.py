@@ -142,9 +142,10 @@ def gate_version(
 ) -> tuple[ModelVersion, GateDecision]:
     """Gate an already registered, still pending version against the champion and apply it.
 
-    The promote Lambda's path when a training job registered its model without deciding: both
-    are scored on the lake's latest holdout as `train_and_gate` scores them
-    (`recloop.training.pipeline.gate_registered`).
+    The promote Lambda's path when a training job registered its model without deciding: the
+    version is judged by the holdout evaluation its run kept (the fit made before the holdout,
+    never the refit that saw it), and the champion is scored on the same users of the same
+    snapshot-pinned holdout (`recloop.training.pipeline.gate_registered`).
     """
     end = (now or datetime.now(UTC)).astimezone(UTC)
     return gate_registered(spec.options(gate, end), lake, registry, version)
