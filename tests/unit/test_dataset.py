@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -233,3 +234,87 @@ def test_stratified_split_is_per_user_seeded_and_disjoint() -> None:
     assert np.array_equal(np.diff(train.indptr), np.round(counts * 0.75).astype(int))
     assert (again != train).nnz == 0
     assert (other != train).nnz > 0
+
+
+def _pandas_rounds(rows: pd.DataFrame, round_ends: list[int]) -> pd.DataFrame:
+    """The earlier builder's arithmetic: at each round end, regroup the previous sums followed
+    by the rows since, with pandas (a compensated sum in row order, a fresh compensation)."""
+    merged = None
+    lo = 0
+    for hi in round_ends:
+        frame = rows.iloc[lo:hi]
+        if merged is not None:
+            frame = pd.concat([merged, frame], ignore_index=True)
+        merged = frame.groupby("k", sort=False).agg(w=("w", "sum"), t=("t", "max")).reset_index()
+        lo = hi
+    assert merged is not None
+    return merged.sort_values("k", ignore_index=True)
+
+
+def test_pair_sums_are_pandas_sums_bit_for_bit_across_folds_and_rounds() -> None:
+    from recloop.training.pairsums import PairSums
+
+    rng = np.random.default_rng(5)
+    n = 60_000
+    rows = pd.DataFrame(
+        {
+            "k": rng.integers(0, 900, n) * 1_000_003,
+            # decayed-looking weights: their float64 sums depend on the order and rounding
+            "w": np.exp2(-rng.random(n) * 6) * rng.choice([1.0, 3.0], n),
+            "t": rng.integers(0, 10**12, n),
+        }
+    )
+    folds = np.linspace(0, n, 25).astype(int)  # 24 folds; rounds end after 8, 16 and 24 of them
+    ends = [int(folds[8]), int(folds[16]), n]
+    expected = _pandas_rounds(rows, ends)
+
+    def build(end_rounds: bool) -> PairSums:
+        sums = PairSums()
+        for lo, hi in itertools.pairwise(folds):
+            part = rows.iloc[lo:hi]
+            sums.add(part["k"].to_numpy(), part["w"].to_numpy(), part["t"].to_numpy())
+            if end_rounds and hi in ends:
+                sums.end_round()
+        return sums
+
+    got = build(end_rounds=True)
+    assert np.array_equal(got.keys, expected["k"].to_numpy())
+    assert np.array_equal(got.sums.view(np.uint64), expected["w"].to_numpy().view(np.uint64))
+    assert np.array_equal(got.latest, expected["t"].to_numpy())
+    # The rounds matter: carrying the compensation through them gives other last bits.
+    assert not np.array_equal(build(end_rounds=False).sums, expected["w"].to_numpy())
+
+
+def test_streamed_matrices_with_decay_equal_a_pandas_build_of_the_whole_window_bit_for_bit(
+    lake_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recloop.training import dataset
+    from training_fixtures import write_synthetic_lake
+
+    monkeypatch.setattr(dataset, "_FOLD_ROWS", 50)  # many folds over ~2,500 events
+    lake = write_synthetic_lake(lake_uri, seed=3)
+    start, at, end = T0.replace(month=1), datetime(2026, 1, 15, tzinfo=UTC), None
+    config = DatasetConfig({"click": 3.0, "view": 0.7}, half_life_days=2.5)
+    split = split_lake_window(lake, start, at, end, config)
+
+    def reference(hi: datetime) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        table, _ = lake.read_events(start, hi, ["event_type", "timestamp", "user_id", "item_id"])
+        frame = table.to_pandas()
+        ts = frame["timestamp"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
+        hi_ms = int(hi.timestamp() * 1000)
+        weight = frame["event_type"].map({"click": 3.0, "view": 0.7}).to_numpy()
+        weight = weight * np.exp2(-((hi_ms - ts) / 86_400_000.0) / 2.5)
+        rows = pd.DataFrame({"u": frame["user_id"], "i": frame["item_id"], "w": weight, "t": ts})
+        sums = rows.groupby(["u", "i"], sort=True).agg(w=("w", "sum"), t=("t", "max"))
+        users = sums.index.get_level_values("u").to_numpy(str)
+        items = sums.index.get_level_values("i").to_numpy(str)
+        ages = ((hi_ms - sums["t"].to_numpy()) / 86_400_000.0).astype(np.float32)
+        return np.char.add(np.char.add(users, "|"), items), sums["w"].to_numpy(np.float32), ages
+
+    for data, hi in ((split.train, at), (split.full, split.full.end)):
+        coo, ages = data.matrix.tocoo(), data.ages.tocoo()
+        cells = np.char.add(np.char.add(data.user_ids[coo.row], "|"), data.item_ids[coo.col])
+        keys, weights, age_days = reference(hi)
+        assert np.array_equal(cells, keys)  # row-major, ids sorted: the same cell order
+        assert np.array_equal(coo.data.view(np.uint32), weights.view(np.uint32))
+        assert np.array_equal(ages.data.view(np.uint32), age_days.view(np.uint32))

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from recloop.errors import RecloopError
 from recloop.lake import Lake, Snapshot
 from recloop.lake.lake import as_utc
+from recloop.training.pairsums import PairSums
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 1.0,
@@ -38,8 +39,12 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "purchase": 5.0,
 }
 _DAY_MS = 86_400_000.0
-# Pending rows are re-aggregated once they pass this many, bounding memory between merges.
+# The earlier builder regrouped its pending rows once they passed this many (and the size of
+# its aggregate); the sums keep its rounds (see _Accumulator).
 _MERGE_ROWS = 2_000_000
+# Pending rows are folded into the sorted sums once they pass this many (and a quarter of the
+# pairs): the buffer's memory against the cost of copying the sorted arrays at each fold.
+_FOLD_ROWS = 500_000
 _LAKE_COLUMNS = [
     "event_id",
     "event_type",
@@ -187,9 +192,15 @@ def load_id_maps(folder: Path) -> IdMaps:
 class _Accumulator:
     """Aggregates (user, item, weight, timestamp) rows chunk by chunk: sum weight, max time.
 
-    Raw rows are buffered and grouped once the buffer holds as many rows as the aggregate (and
-    at least _MERGE_ROWS), so grouping is amortised and memory stays within a small multiple
-    of the distinct (user, item) pairs.
+    Rows are buffered as Arrow strings and folded into sorted per-pair arrays (PairSums) once
+    the buffer holds a quarter of the pairs (at least _FOLD_ROWS), so memory stays near 24-32
+    bytes per distinct pair plus a bounded buffer.
+
+    The sums follow the rounds of the earlier builder exactly: it regrouped its aggregate with
+    pandas whenever the buffer held as many rows as the aggregate (at least _MERGE_ROWS), and
+    each regrouping started a fresh compensated sum from the rounded previous one. A round ends
+    here at the same rows (dropping the compensation), so the matrices are bit-identical to
+    that builder's; folds inside a round carry the compensation, which changes nothing.
     """
 
     def __init__(self) -> None:
@@ -197,7 +208,9 @@ class _Accumulator:
         self.items = _Codes()
         self.pending: list[tuple[pa.Array, pa.Array, np.ndarray, np.ndarray]] = []
         self.pending_rows = 0
-        self.merged: pd.DataFrame | None = None
+        self.pairs = PairSums()
+        self.round_rows = 0  # rows added since the last round ended
+        self.round_floor = 0  # distinct pairs when it ended
         self.events = 0
 
     def add(
@@ -220,45 +233,39 @@ class _Accumulator:
         self.events += len(users)
         self.pending.append((users, items, weight.astype(np.float64), ts.astype(np.int64)))
         self.pending_rows += len(users)
-        merged_rows = 0 if self.merged is None else len(self.merged)
-        if self.pending_rows >= max(_MERGE_ROWS, merged_rows):
-            self._merge()
+        self.round_rows += len(users)
+        if self.round_rows >= max(_MERGE_ROWS, self.round_floor):
+            self._end_round()
+        elif self.pending_rows >= max(_FOLD_ROWS, len(self.pairs) // 4):
+            self._fold()
 
-    def _merge(self) -> None:
+    def _fold(self) -> None:
         if not self.pending:
             return
         users, items, w, t = zip(*self.pending, strict=True)
-        u, i = self.users.encode(users), self.items.encode(items)
-        # One int64 key per (user, item) pair: grouping on one column needs far less memory
-        # than on two (no MultiIndex), with the same sums in the same order.
-        key = (u.astype(np.int64) << 32) | i.astype(np.int64)
-        frame = pd.DataFrame({"k": key, "w": np.concatenate(w), "t": np.concatenate(t)})
-        if self.merged is not None:
-            frame = pd.concat([self.merged, frame], ignore_index=True)
-        self.merged = _aggregate(frame)
         self.pending, self.pending_rows = [], 0
+        u, i = self.users.encode(users), self.items.encode(items)
+        del users, items
+        key = (u.astype(np.int64) << 32) | i.astype(np.int64)
+        del u, i
+        self.pairs.add(key, np.concatenate(w), np.concatenate(t))
 
-    def result(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        self._merge()
-        frame = self.merged if self.merged is not None else _aggregate(_empty_frame())
-        return frame, self.users.id_array(), self.items.id_array()
+    def _end_round(self) -> None:
+        self._fold()
+        self.pairs.end_round()
+        self.round_rows, self.round_floor = 0, len(self.pairs)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(keys, sums, latest times, user ids, item ids); the accumulator is emptied."""
+        self._end_round()
+        keys, sums, latest = self.pairs.take()
+        return keys, sums, latest, self.users.id_array(), self.items.id_array()
 
 
 def _strings(values: pa.Array | np.ndarray) -> pa.Array:
     if isinstance(values, pa.Array):
         return values
     return pa.array(np.asarray(values, dtype=object), type=pa.string())
-
-
-def _empty_frame() -> pd.DataFrame:
-    return pd.DataFrame(
-        {"k": np.array([], np.int64), "w": np.array([], np.float64), "t": np.array([], np.int64)}
-    )
-
-
-def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    grouped = frame.groupby("k", sort=False).agg(w=("w", "sum"), t=("t", "max"))
-    return grouped.reset_index()
 
 
 class _Codes:
@@ -316,50 +323,87 @@ def _finish(
     end: datetime,
     snapshot: Snapshot | None,
 ) -> InteractionData:
-    frame, users, items = acc.result()
-    age_days = (_ms(end) - frame["t"].to_numpy()) / _DAY_MS
+    events = acc.events
+    keys, sums, latest, users, items = acc.result()
+    age_days = (_ms(end) - latest) / _DAY_MS
+    del latest
     if (age_days <= 0).any():
         raise DatasetError(f"events at or after the window end {end.isoformat()}")
+    ages = age_days.astype(np.float32)
+    del age_days
     # Decay was applied per event (see _decayed): the decayed sum is the sum of decays.
-    weight = frame["w"].to_numpy()
-    key = frame["k"].to_numpy()
-    rows, cols = key >> 32, key & 0xFFFFFFFF
-    shape = (len(users), len(items))
-    matrix = sp.csr_matrix((weight.astype(np.float32), (rows, cols)), shape=shape)
-    ages = sp.csr_matrix((age_days.astype(np.float32), (rows, cols)), shape=shape)
-    matrix, ages, users, items = _filter_and_sort(matrix, ages, users, items, config)
+    weights = sums.astype(np.float32)
+    del sums
+    matrix, ages_matrix, users, items = _sorted_csr(keys, weights, ages, users, items, config)
     return InteractionData(
-        matrix, ages, users, items, end, start, config, snapshot, events_read=acc.events
+        matrix, ages_matrix, users, items, end, start, config, snapshot, events_read=events
     )
 
 
-def _filter_and_sort(
-    matrix: sp.csr_matrix,
-    ages: sp.csr_matrix,
+def _sorted_csr(
+    keys: np.ndarray,
+    weights: np.ndarray,
+    ages: np.ndarray,
     users: np.ndarray,
     items: np.ndarray,
     config: DatasetConfig,
 ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
-    keep_u = np.ones(matrix.shape[0], bool)
-    keep_i = np.ones(matrix.shape[1], bool)
-    while True:
-        sub = matrix[keep_u][:, keep_i]
-        bad_i = np.diff(sub.tocsc().indptr) < config.min_item_interactions
-        bad_u = np.diff(sub.indptr) < config.min_user_interactions
-        if not bad_i.any() and not bad_u.any():
-            break
-        keep_i[np.flatnonzero(keep_i)[bad_i]] = False
-        keep_u[np.flatnonzero(keep_u)[bad_u]] = False
+    """CSR weights and ages from unique (row code << 32 | column code) keys: k-core filtered,
+    rows and columns ordered by id, column indices sorted within each row."""
+    rows, cols = keys >> 32, keys & 0xFFFFFFFF
+    del keys
+    keep_u, keep_i = _k_core(rows, cols, len(users), len(items), config)
+    if not (keep_u.all() and keep_i.all()):
+        alive = keep_u[rows] & keep_i[cols]
+        rows, cols, weights, ages = rows[alive], cols[alive], weights[alive], ages[alive]
     # Sorted ids make the matrix layout independent of the order objects were read in.
     u_idx = np.flatnonzero(keep_u)
     i_idx = np.flatnonzero(keep_i)
     u_idx = u_idx[np.argsort(users[u_idx], kind="stable")]
     i_idx = i_idx[np.argsort(items[i_idx], kind="stable")]
-    matrix = sp.csr_matrix(matrix[u_idx][:, i_idx], dtype=np.float32)
-    ages = sp.csr_matrix(ages[u_idx][:, i_idx], dtype=np.float32)
-    matrix.sort_indices()
-    ages.sort_indices()
-    return matrix, ages, users[u_idx], items[i_idx]
+    rank = np.zeros(len(users), np.int64)
+    rank[u_idx] = np.arange(len(u_idx))
+    key = rank[rows]
+    del rows
+    key <<= 32
+    rank = np.zeros(len(items), np.int64)
+    rank[i_idx] = np.arange(len(i_idx))
+    key |= rank[cols]
+    del cols, rank
+    order = np.argsort(key)  # keys are unique: any sort gives the one order
+    key = key[order]
+    weights, ages = weights[order], ages[order]
+    del order
+    shape = (len(u_idx), len(i_idx))
+    index_type = np.int32 if max(*shape, len(key)) < 2**31 else np.int64
+    indptr = np.searchsorted(key, np.arange(shape[0] + 1, dtype=np.int64) << 32)
+    indptr = indptr.astype(index_type)
+    key &= 0xFFFFFFFF
+    indices = key.astype(index_type)
+    del key
+    matrix = sp.csr_matrix((weights, indices, indptr), shape=shape, copy=False)
+    ages_matrix = sp.csr_matrix((ages, indices.copy(), indptr.copy()), shape=shape, copy=False)
+    matrix.has_sorted_indices = ages_matrix.has_sorted_indices = True
+    return matrix, ages_matrix, users[u_idx], items[i_idx]
+
+
+def _k_core(
+    rows: np.ndarray, cols: np.ndarray, n_users: int, n_items: int, config: DatasetConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Users and items kept by the minimum counts, dropped repeatedly until stable."""
+    keep_u = np.ones(n_users, bool)
+    keep_i = np.ones(n_items, bool)
+    alive = None
+    while True:
+        r, c = (rows, cols) if alive is None else (rows[alive], cols[alive])
+        bad_u = keep_u & (np.bincount(r, minlength=n_users) < config.min_user_interactions)
+        bad_i = keep_i & (np.bincount(c, minlength=n_items) < config.min_item_interactions)
+        del r, c
+        if not bad_u.any() and not bad_i.any():
+            return keep_u, keep_i
+        keep_u &= ~bad_u
+        keep_i &= ~bad_i
+        alive = keep_u[rows] & keep_i[cols]
 
 
 def _decayed(
