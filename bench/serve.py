@@ -276,6 +276,16 @@ def main() -> None:
                 time.sleep(2)
         loader.join()
         swaps = load["swaps"]
+        # Workers load one at a time: wait until both serve the last version, then one trim
+        # period (serving.runtime._TRIM_EVERY_S), so RSS is a settled worker's, not a load's.
+        settled: set[int] = set()
+        deadline = time.monotonic() + 120
+        while len(settled) < 2 and time.monotonic() < deadline:
+            info = httpx.get(url + "/version").json()
+            if info["model_version"] == new_versions[-1]:
+                settled.add(info["worker_pid"])
+            time.sleep(0.05)
+        time.sleep(6)
         final_version = httpx.get(url + "/version").json()["model_version"]
         rss = worker_rss(port)
     shutil.rmtree(root, ignore_errors=True)
