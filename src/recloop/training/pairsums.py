@@ -88,21 +88,33 @@ def _kahan(sums: np.ndarray, comp: np.ndarray, values: np.ndarray, starts: np.nd
 
     One vectorised step per rank within a group: the first row of every group, then the second
     row of every group that has one, and so on, the groups ordered by size so that the groups
-    still active are a prefix. Each step is pandas' group_sum step (float64):
-    y = v - c; t = s + y; c = (t - s) - y, a non-finite c reset to 0; s = t.
+    still active are a prefix.
     """
-    sizes = np.diff(np.append(starts, len(values)))
-    by_size = np.argsort(-sizes, kind="stable")
-    sizes, first = sizes[by_size], starts[by_size]
-    s, c = sums[by_size], comp[by_size]
-    neg_sizes = -sizes
-    for rank in range(int(sizes[0]) if len(sizes) else 0):
+    if len(starts) == 0:
+        return
+    _step(sums, comp, values[starts])
+    sizes = np.diff(starts, append=len(values))
+    multi = np.flatnonzero(sizes > 1)
+    if len(multi) == 0:
+        return
+    multi = multi[np.argsort(-sizes[multi], kind="stable")]
+    neg_sizes, first = -sizes[multi], starts[multi]
+    s, c = sums[multi], comp[multi]
+    for rank in range(1, -int(neg_sizes[0])):
         m = int(np.searchsorted(neg_sizes, -rank, side="left"))  # groups with > rank rows
-        y = values[first[:m] + rank] - c[:m]
-        t = s[:m] + y
-        step = (t - s[:m]) - y
-        step[~np.isfinite(step)] = 0.0
-        c[:m] = step
-        s[:m] = t
-    sums[by_size] = s
-    comp[by_size] = c
+        _step(s[:m], c[:m], values[first[:m] + rank])
+    sums[multi] = s
+    comp[multi] = c
+
+
+def _step(s: np.ndarray, c: np.ndarray, y: np.ndarray) -> None:
+    """One step of pandas' group_sum for every group at once, in place (y: the values, a
+    scratch array): y = v - c; t = s + y; c = (t - s) - y, reset to 0 when not finite; s = t."""
+    y -= c
+    t = s + y
+    np.subtract(t, s, out=c)
+    c -= y
+    bad = ~np.isfinite(c)
+    if bad.any():
+        c[bad] = 0.0
+    s[...] = t
