@@ -255,12 +255,15 @@ def test_queued_sink_keeps_batching_while_events_keep_arriving() -> None:
 
     sink = SlowSink(batch_size=10_000, linger_s=0.1, max_queue=10_000)
     sink.start()
+    started = time.monotonic()
     for n in range(400):
         sink.submit([view(n)])
         time.sleep(0.001)
+    elapsed = time.monotonic() - started  # ~0.4 s; longer on a loaded machine
     sink.close(timeout=5.0)
     assert sum(len(b) for b in sink.batches) == 400
-    assert len(sink.batches) <= 10, [len(b) for b in sink.batches]
+    # One delivery per linger, plus the one at close (draining until empty: one per ~5 ms).
+    assert len(sink.batches) <= elapsed / 0.1 + 2, [len(b) for b in sink.batches]
 
 
 def test_queued_sink_refuses_when_full_instead_of_growing() -> None:
