@@ -16,6 +16,7 @@ import ctypes
 import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -466,6 +467,31 @@ class _Columns:
 
 def _stream(lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink]) -> Snapshot:
     snapshot = Snapshot(lake.uri, lo.isoformat() if lo else None, hi.isoformat())
+    _feed(lake, lo, hi, sinks, snapshot)
+    return snapshot
+
+
+@contextmanager
+def _system_pool() -> Iterator[None]:
+    """Arrow allocates from malloc (its system pool) inside the block, then the pool before.
+
+    Why: Arrow's default pool (mimalloc) kept ~100 MB of the pages a 10M-event read freed
+    (Parquet pages, id buffers), which numpy and implicit, allocating with malloc, could not
+    reuse: `recloop train` peaked ~50-70 MB higher through the fits. pyarrow has one default
+    pool per process, so this is process-wide while the read lasts; buffers keep the pool
+    that allocated them, so switching back is safe.
+    """
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pa.system_memory_pool())
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _feed(
+    lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink], snapshot: Snapshot
+) -> None:
     for table in _dedupe_by_partition(lake, lo, hi, snapshot):
         actors = pc.coalesce(table.column("user_id"), table.column("visitor_id"))
         valid = pc.and_(pc.is_valid(actors), pc.is_valid(table.column("item_id")))
@@ -481,7 +507,6 @@ def _stream(lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink]) -
         )
         for sink in sinks:
             sink.feed(events)
-    return snapshot
 
 
 def _window_end(lake: Lake, lo: datetime | None, hi: datetime | None) -> datetime:
@@ -507,7 +532,8 @@ def from_lake(
     lo = as_utc(start)
     hi = _window_end(lake, lo, as_utc(end))
     sink = _Sink(config or DatasetConfig(), lo, hi, organic=organic)
-    return sink.finish(_stream(lake, lo, hi, [sink]))
+    with _system_pool():
+        return sink.finish(_stream(lake, lo, hi, [sink]))
 
 
 @dataclass
@@ -547,21 +573,22 @@ def split_lake_window(
         raise DatasetError(f"split_at {at.isoformat()} must fall inside the window")
     test_sink = _Sink(_test_config(test_types), at, hi, organic=organic_test)
     sinks = [_Sink(config, lo, at), test_sink, _Sink(config, lo, hi)]
-    snapshot = _stream(lake, lo, hi, sinks)
-    _release_free_memory()
-    train, test, full = (sink.finish(snapshot) for sink in sinks)
-    validation = align(test, train.user_ids, train.item_ids)
-    del test, sinks
+    with _system_pool():
+        snapshot = _stream(lake, lo, hi, sinks)
+        _release_free_memory()
+        train, test, full = (sink.finish(snapshot) for sink in sinks)
+        validation = align(test, train.user_ids, train.item_ids)
+        del test, sinks
     _release_free_memory()
     return WindowSplit(train, validation, full)
 
 
 def _release_free_memory() -> None:
-    """Hand memory the read freed back to the system before the fits allocate theirs.
+    """Hand the pages the read freed back to the system before the fits allocate theirs.
 
-    Arrow's pool (mimalloc) keeps the pages of the Parquet reads and id buffers it freed, and
-    glibc the heap pages of the folds' temporaries: ~100-200 MB at 10M events that numpy's
-    and implicit's later allocations would not reuse (Arrow's) or not all reuse (glibc's).
+    glibc keeps freed heap pages (the folds' temporaries under 32 MB come from the heap once
+    larger arrays have been freed), and Arrow's default pool keeps what it freed; both count
+    in the process's RSS until trimmed.
     """
     pa.default_memory_pool().release_unused()
     try:
