@@ -318,3 +318,15 @@ def test_streamed_matrices_with_decay_equal_a_pandas_build_of_the_whole_window_b
         assert np.array_equal(cells, keys)  # row-major, ids sorted: the same cell order
         assert np.array_equal(coo.data.view(np.uint32), weights.view(np.uint32))
         assert np.array_equal(ages.data.view(np.uint32), age_days.view(np.uint32))
+
+
+def test_the_window_read_gives_arrow_its_default_pool_back(lake_uri: str) -> None:
+    import pyarrow as pa
+
+    from training_fixtures import write_synthetic_lake
+
+    lake = write_synthetic_lake(lake_uri, seed=4, days=3)
+    before = pa.default_memory_pool().backend_name
+    split_lake_window(lake, None, datetime(2026, 1, 3, tzinfo=UTC))
+    from_lake(lake, None, None)
+    assert pa.default_memory_pool().backend_name == before
