@@ -72,7 +72,7 @@ class IdIndex:
 
 
 def _find(sorted_ids: np.ndarray, order: np.ndarray, key: str) -> int | None:
-    pos = int(np.searchsorted(sorted_ids, key))
+    pos = int(sorted_ids.searchsorted(key))
     if pos < len(sorted_ids) and sorted_ids[pos] == key:
         return int(order[pos])
     return None
@@ -292,8 +292,8 @@ class ALSFoldIn:
 
     def score(self, user_vector: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The ALS family's `score` for one user: indexing a np.memmap costs ~30 us a call."""
-        # np.take gathers rows ~3x faster than fancy indexing (300 rows: 8 us against 22 us).
-        factors = np.take(self.factors, np.asarray(items), axis=0)
+        # take() gathers rows ~3x faster than fancy indexing (300 rows: 8 us against 22 us).
+        factors = self.factors.take(np.asarray(items), axis=0)
         scores = np.asarray(user_vector, dtype=np.float32) @ factors.T
         return np.asarray(scores, dtype=np.float32).reshape(-1)
 
@@ -315,7 +315,7 @@ class ALSFoldIn:
         conf = self.alpha * _weighted(values, self.weighting)
         pref = (conf > 0).astype(np.float64)
         conf = np.abs(conf)
-        y = np.take(self.factors, indices, axis=0).astype(np.float64)
+        y = self.factors.take(indices, axis=0).astype(np.float64)
         lhs = self.base + (y.T * (conf - 1.0)) @ y
         rhs = y.T @ (conf * pref)
         # lhs = the Gram matrix of the items outside the history + Y_h' diag(conf) Y_h + reg I

@@ -114,7 +114,7 @@ def choose(
     norm = (raw - low) / span if span > 0 else np.full(len(raw), 0.5)
     fresh = _freshness(meta.published[positions], now, rules)
     final = norm + rules.freshness_boost * fresh
-    order = np.argsort(-final, kind="stable").tolist()
+    order = (-final).argsort(kind="stable").tolist()
     cap = max(1, math.floor(k * rules.max_share_per_category))
     counts: Counter[str] = Counter()
     picked: list[int] = []

@@ -180,7 +180,7 @@ class RecommendationService:
         meta = table.gather(items, unusable)
         drop = None
         if len(seen):  # seen is sorted: a binary search per candidate
-            at = np.minimum(np.searchsorted(seen, items), len(seen) - 1)
+            at = np.minimum(seen.searchsorted(items), len(seen) - 1)
             drop = seen[at] == items
         chosen = choose(scores, meta, k, now, rules, drop, category)
         if not chosen:

@@ -50,10 +50,10 @@ class InProcessCandidates:
             parts = [self._category_scan(model, query)]
         else:
             anchors = query.history[:ANCHORS]
-            # np.take: row gathers ~3x faster than fancy indexing.
-            near = np.take(model.neighbours, anchors, axis=0)
+            # take(): row gathers ~3x faster than fancy indexing.
+            near = model.neighbours.take(anchors, axis=0)
             # Only positively similar neighbours: a small catalogue lists everything otherwise.
-            near = np.where(np.take(model.neighbour_scores, anchors, axis=0) > 0, near, -1)
+            near = np.where(model.neighbour_scores.take(anchors, axis=0) > 0, near, -1)
             parts = [
                 (near.reshape(-1), Origin.NEIGHBOUR, np.repeat(anchors, near.shape[1])),
             ]

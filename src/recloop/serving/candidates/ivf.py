@@ -112,8 +112,8 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
         return np.empty(0, np.int64)
     if k >= len(scores):
         return np.argsort(-scores, kind="stable")
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
+    part = (-scores).argpartition(k - 1)[:k]
+    return part[(-scores[part]).argsort(kind="stable")]
 
 
 def _chunks(array: np.ndarray, size: int) -> list[np.ndarray]:
