@@ -54,7 +54,7 @@ class Scored:
     anchor_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # per request: see Ranked
 class MetaArrays:
     """The metadata of a batch of candidates, one entry per candidate (what the rules read)."""
 
