@@ -28,9 +28,8 @@ def _browser() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.skip(
-        reason=f"no headless browser found ({', '.join(BROWSERS)}); apt-get install -y chromium"
-    )
+    missing = f"no headless browser found ({', '.join(BROWSERS)}); apt-get install -y chromium"
+    pytest.skip(reason=missing)
 
 
 def _run(browser: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -21,9 +21,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture
 def browser() -> Iterator[object]:
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip(
-            reason="chromium and chromedriver are not installed (apt-get install chromium-driver)"
-        )
+        missing = "chromium and chromedriver are not installed (apt-get install chromium-driver)"
+        pytest.skip(reason=missing)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
