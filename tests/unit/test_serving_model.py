@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recloop.serving.model import LISTS_DIR, ALSFoldIn, load_served_model
+from recloop.serving.features.base import HISTORY_WEIGHTS, HistoryEntry
+from recloop.serving.model import LISTS_DIR, ALSFoldIn, ServedModel, load_served_model
 from recloop.serving.testing import fit_bundle
 from recloop.training.bundle import ModelBundle
 from recloop.training.models import ModelError
@@ -80,3 +82,61 @@ def test_id_index_finds_exact_ids_only() -> None:
     assert [index.item(i) for i in ("a", "b", "ab", "c10")] == [1, 0, 2, 3]
     assert index.item("c1") is None and index.item("c100") is None and index.item("") is None
     assert index.user("u1") == 1 and index.user("u3") is None
+
+
+def _reference_row(
+    served: ServedModel, history: list[HistoryEntry], user: str | None
+) -> np.ndarray:
+    """The model input spelled out: the user's training row plus the weighted recent events."""
+    dense = np.zeros(served.n_items, dtype=np.float64)
+    if user is not None and served.bundle.user_index(user) is not None:
+        dense += served.bundle.training_history([user]).toarray()[0]
+    for entry in history:
+        col = served.index_of(entry.item_id)
+        if col is not None:
+            dense[col] += np.float32(HISTORY_WEIGHTS[entry.event_type])
+    return dense.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("user", "recent"),
+    [
+        ("u1", []),  # the training row as it is
+        ("u1", [("i3", "click"), ("i40", "view"), ("nope", "click"), ("i3", "view")]),
+        ("nobody", [("i2", "click")]),
+        (None, [("i5", "view"), ("i5", "view")]),
+        ("u1", [("nope", "view")]),  # only unknown items: still the training row
+    ],
+)
+def test_history_parts_add_recent_events_to_the_training_row(
+    als_dir: Path, user: str | None, recent: list[tuple[str, str]]
+) -> None:
+    served = load_served_model(als_dir, "1")
+    now = datetime.now(UTC)
+    history = [HistoryEntry(i, t, now, f"e{n}") for n, (i, t) in enumerate(recent)]
+    row = served.history_parts(history, user)
+    dense = np.zeros(served.n_items, dtype=np.float32)
+    dense[row.indices] = row.data
+    assert list(row.indices) == sorted(set(row.indices.tolist()))  # sorted, distinct
+    np.testing.assert_array_equal(dense, _reference_row(served, history, user))
+    assert row.recent == tuple(
+        dict.fromkeys(c for c in (served.index_of(i) for i, _ in recent) if c is not None)
+    )
+
+
+def test_history_parts_merge_a_training_row_that_is_not_sorted(als_dir: Path) -> None:
+    served = load_served_model(als_dir, "1")
+    assert served._trained is not None
+    indptr, indices, data = served._trained
+    row = served.bundle.user_index("u1")
+    assert row is not None
+    lo, hi = int(indptr[row]), int(indptr[row + 1])
+    assert hi - lo >= 2
+    shuffled = indices.copy()
+    shuffled[lo:hi] = indices[lo:hi][::-1]
+    values = data.copy()
+    values[lo:hi] = data[lo:hi][::-1]
+    served._trained = (indptr, shuffled, values)
+    parts = served.history_parts([], "u1")
+    assert parts.indices.tolist() == sorted(indices[lo:hi].tolist())
+    np.testing.assert_array_equal(parts.data, data[lo:hi])
