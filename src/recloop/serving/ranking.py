@@ -9,7 +9,6 @@ end and fill in only when there are not enough others).
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,7 +104,7 @@ def choose(
             (category in c for c in meta.categories.tolist()), bool, len(meta.categories)
         )
         keep = keep & (in_category | ~meta.known)
-    positions = np.flatnonzero(keep)
+    positions = keep.nonzero()[0]
     if not len(positions):
         return []
     raw = np.asarray(scores, dtype=np.float64)[positions]
@@ -116,7 +115,8 @@ def choose(
     final = norm + rules.freshness_boost * fresh
     order = (-final).argsort(kind="stable").tolist()
     cap = max(1, math.floor(k * rules.max_share_per_category))
-    counts: Counter[str] = Counter()
+    # A plain dict: a Counter's missing keys go through a Python-level __missing__ call.
+    counts: dict[str, int] = {}
     picked: list[int] = []
     deferred: list[int] = []
     # Plain lists: indexing numpy arrays one element at a time costs ~100 ns a go.
@@ -124,10 +124,12 @@ def choose(
     for i in order:
         cats = categories[i]
         primary = cats[0] if cats else None
-        if primary is not None and category is None and counts[primary] >= cap:
+        key = primary or ""
+        taken = counts.get(key, 0)
+        if primary is not None and category is None and taken >= cap:
             deferred.append(i)
             continue
-        counts[primary or ""] += 1
+        counts[key] = taken + 1
         picked.append(i)
         if len(picked) == k:
             break

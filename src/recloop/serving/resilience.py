@@ -56,6 +56,8 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """True when a call may go through (closed, or the one probe of a half-open breaker)."""
+        if self._opened_at is None:  # closed: no lock needed to say yes (two calls a request)
+            return True
         with self._lock:
             state = self.state
             if state is BreakerState.CLOSED:
@@ -66,6 +68,8 @@ class CircuitBreaker:
             return False
 
     def success(self) -> None:
+        if not self._failures and self._opened_at is None and not self._probing:
+            return  # nothing to reset: the usual case, without the lock
         with self._lock:
             self._failures = 0
             self._opened_at = None

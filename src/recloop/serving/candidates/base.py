@@ -92,7 +92,7 @@ class FirstSeen:
             first[banned] = -1  # below every position: banned items never come first
             first[self.n_items] = -1
             np.minimum.at(first, slots, order)
-            keep = np.flatnonzero(first[slots] == order)
+            keep = (first[slots] == order).nonzero()[0]
             first[slots] = _UNSEEN
             first[banned] = _UNSEEN
         return keep
@@ -112,17 +112,19 @@ def merge(
     Items below zero (padding) and excluded items are dropped. With `first_seen` (the model's
     n_items) the duplicates are found without sorting; the result is the same.
     """
-    arrays = [np.asarray(p[0], dtype=np.int64).reshape(-1) for p in parts]
+    arrays = [np.asarray(p[0]).reshape(-1) for p in parts]
     sizes = [len(a) for a in arrays]
     if not sum(sizes):
         empty = np.empty(0, np.int64)
         return Candidates(empty, np.empty(0, np.int8), empty)
-    items = np.concatenate(arrays)
-    origin = np.repeat(np.array([int(p[1]) for p in parts], dtype=np.int8), sizes)
-    anchor = np.full(len(items), -1, dtype=np.int64)
+    items = np.concatenate(arrays, dtype=np.int64)  # one pass casts and joins
+    origin = np.array([int(p[1]) for p in parts], dtype=np.int8).repeat(sizes)
+    anchor = np.empty(len(items), dtype=np.int64)
     start = 0
     for (_, _, anchors), size in zip(parts, sizes, strict=True):
-        if anchors is not None:
+        if anchors is None:
+            anchor[start : start + size] = -1
+        else:
             anchor[start : start + size] = np.asarray(anchors).reshape(-1)
         start += size
     banned = np.fromiter(exclude, dtype=np.int64, count=len(exclude))

@@ -55,7 +55,7 @@ class InProcessCandidates:
             # Only positively similar neighbours: a small catalogue lists everything otherwise.
             near = np.where(model.neighbour_scores.take(anchors, axis=0) > 0, near, -1)
             parts = [
-                (near.reshape(-1), Origin.NEIGHBOUR, np.repeat(anchors, near.shape[1])),
+                (near.reshape(-1), Origin.NEIGHBOUR, anchors.repeat(near.shape[1])),
             ]
             # The ANN probe only where the lists do not cover the request (short or no history).
             listed = int(np.count_nonzero(near >= 0))
