@@ -92,7 +92,7 @@ class FirstSeen:
             first[banned] = -1  # below every position: banned items never come first
             first[self.n_items] = -1
             np.minimum.at(first, slots, order)
-            keep = (first[slots] == order).nonzero()[0]
+            keep: np.ndarray = (first[slots] == order).nonzero()[0]
             first[slots] = _UNSEEN
             first[banned] = _UNSEEN
         return keep
