@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from recloop.config import Settings, get_settings
 from recloop.errors import TransientStoreError
-from recloop.events import Event
+from recloop.events import Event, EventType
 from recloop.ingest.accesslog import parse_access_log
 from recloop.ingest.decode import Candidate, Kind, Rejected, Skipped, decode_record
 from recloop.ingest.files import line_chunks, open_input
@@ -51,6 +51,7 @@ class _Batch:
     source_ids: list[str] = field(default_factory=list)
     received: int = 0
     candidates: list[Any] = field(default_factory=list)  # dicts or Events to validate
+    table: pa.Table | None = None  # rows already in EVENT_SCHEMA (ingest_impressions)
     candidate_src: list[int] = field(default_factory=list)
     candidate_text: list[str | None] = field(default_factory=list)
     rejected: list[tuple[int, Rejected]] = field(default_factory=list)
@@ -128,6 +129,30 @@ class Ingestor:
         _raise_if_failed(report)
         return report
 
+    def ingest_impressions(self, table: pa.Table, batch_id: str) -> IngestReport:
+        """Ingest impression rows the API built in EVENT_SCHEMA (serving.sinks.impressions_table).
+
+        They are valid by construction, so nothing is validated row by row; the time window,
+        dedupe and writes are those of ingest_events, and every row is accounted for.
+        Impressions say nothing of taste, so none goes to the history sink.
+        """
+        impression = pa.scalar(EventType.IMPRESSION.value)
+        if not pc.all(pc.equal(table.column("event_type"), impression)).as_py():
+            raise ValueError("ingest_impressions takes impression rows only")
+        name = f"{batch_id}-00000"
+        n = table.num_rows
+        batch = _Batch(
+            source_ids=[f"{name}:{i}" for i in range(n)],
+            received=n,
+            table=table,
+            candidate_src=list(range(n)),
+            candidate_text=[None] * n,
+        )
+        with _gc_paused():
+            report = self._finish_table(batch, table, list(range(n)), None, _fixed_name(name))
+        _raise_if_failed(report)
+        return report
+
     def ingest_file(
         self,
         path: str | Path,
@@ -192,18 +217,34 @@ class Ingestor:
         batch.candidate_text.append(text)
 
     def _finish(self, batch: _Batch, namer: ObjectNamer, check_age: bool) -> IngestReport:
-        report = IngestReport(received=batch.received, filtered=dict(batch.filtered))
         events, rows = self._validated(batch)
+        return self._finish_table(batch, events_table(events), rows, events, namer, check_age)
+
+    def _finish_table(
+        self,
+        batch: _Batch,
+        table: pa.Table,
+        rows: list[int],
+        events: list[Event] | None,
+        namer: ObjectNamer,
+        check_age: bool = False,
+    ) -> IngestReport:
+        """Window, dedupe and write a batch's valid rows (`rows`: their candidate indices).
+
+        `events` are the rows as Event objects, for the history sink; None when the rows hold
+        no taste events.
+        """
+        report = IngestReport(received=batch.received, filtered=dict(batch.filtered))
         # From here on the batch is one Arrow table: time window, dedupe and hour partitions
         # are vectorised instead of a Python pass per event.
-        table = events_table(events).append_column(
+        table = table.append_column(
             "_src", pa.array([batch.candidate_src[i] for i in rows], pa.int32())
         )
         keep = self._in_window(batch, table, rows, check_age)
         keep, report.duplicates = _first_per_event_id(table, keep)
         if len(keep) < table.num_rows:
             table = table.take(pa.array(keep, pa.int64()))
-            if self.history_sink is not None:
+            if events is not None and self.history_sink is not None:
                 events = [events[i] for i in keep]
         failed = self._write_events(batch, table, events, namer, report)
         failed |= self._write_quarantine(batch, namer, report)
@@ -253,9 +294,12 @@ class Ingestor:
     @staticmethod
     def _reject(batch: _Batch, i: int, reason: str, detail: str) -> None:
         text = batch.candidate_text[i]
-        if text is None:  # an object handed to ingest_events: keep what it was
-            candidate = batch.candidates[i]
-            row = candidate.to_row() if isinstance(candidate, Event) else candidate
+        if text is None:  # an object or table row handed in: keep what it was
+            if batch.table is not None:
+                row = batch.table.slice(i, 1).to_pylist()[0]
+            else:
+                candidate = batch.candidates[i]
+                row = candidate.to_row() if isinstance(candidate, Event) else candidate
             text = _dumps(row)
         payload = text.encode("utf-8", "surrogatepass")
         batch.rejected.append((batch.candidate_src[i], Rejected(reason, detail[:500], payload)))
@@ -264,7 +308,7 @@ class Ingestor:
         self,
         batch: _Batch,
         table: pa.Table,
-        events: list[Event],
+        events: list[Event] | None,
         namer: ObjectNamer,
         report: IngestReport,
     ) -> set[int]:
@@ -300,7 +344,7 @@ class Ingestor:
                         report.newest_event = newest
                 else:  # the object exists: a redelivered batch, nothing new
                     report.duplicates += obj.rows
-        if fresh and self.history_sink is not None:
+        if fresh and events is not None and self.history_sink is not None:
             self._append_history([events[i] for i in sorted(fresh)], report)
         return failed
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from recloop.events import SCHEMA_VERSION, Context, Event, EventType
+from recloop.events import Event
 from recloop.serving.candidates.base import CandidateQuery, CandidateSource, Origin
 from recloop.serving.candidates.ivf import top_indices
 from recloop.serving.errors import BackendError, ModelNotReadyError, SinkFullError
@@ -29,12 +29,11 @@ from recloop.serving.model import HistoryRow, ServedModel
 from recloop.serving.ranking import Ranked, RankingRules, Scored, choose, rank, reason
 from recloop.serving.resilience import Guard
 from recloop.serving.schemas import Source
-from recloop.serving.sinks import EventSink
+from recloop.serving.sinks import EventSink, Impression
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ORIGINS = {int(o): o for o in Origin}
-_NO_CONTEXT = Context()
 
 HISTORY_LIMIT = 50
 N_CANDIDATES = 300
@@ -407,26 +406,16 @@ class RecommendationService:
     def _impression(self, result: Recommendation, signed_in: bool) -> None:
         if not result.items:
             return
-        # Built from values already validated (request params, model ids): skip re-validation.
-        event = Event.model_construct(
-            event_id=f"imp-{result.rec_id}",
-            event_type=EventType.IMPRESSION,
-            timestamp=datetime.now(UTC),
-            item_ids=[i.item_id for i in result.items],
-            positions=list(range(len(result.items))),
+        impression = Impression(
             rec_id=result.rec_id,
+            actor_id=result.user_id,
+            signed_in=signed_in,
+            item_ids=[i.item_id for i in result.items],
             model_version=result.model_version,
-            source="api",
-            user_id=result.user_id if signed_in else None,
-            visitor_id=None if signed_in else result.user_id,
-            # Every field given: model_construct deep-copies the defaults it fills in.
-            item_id=None,
-            session_id=None,
-            context=_NO_CONTEXT,
-            schema_version=SCHEMA_VERSION,
+            timestamp=datetime.now(UTC),
         )
         try:
-            self.sink.submit([event])
+            self.sink.submit_impression(impression)
             self._impressions_queued.inc()
         except SinkFullError:  # an impression is never worth failing a recommendation
             self._impressions_dropped.inc()

@@ -6,10 +6,15 @@ Retry-After), so memory never grows without bound.
     LakeEventSink     embedded: the Ingestor writes the batch into the lake (and, through its
                       history sink, into the feature store)
     KinesisEventSink  AWS: PutRecords, at most 500 records per call, failed records retried
+
+Impressions are queued as `Impression` records, not events: every answer makes one, and building
+a validated Event per answer cost ~5 us of the request; the lake sink turns a batch of them into
+an Arrow table directly (`impressions_table`), other sinks into the same events as before.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -17,11 +22,15 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
+import pyarrow as pa
 
-from recloop.events import Event
+from recloop.errors import TransientStoreError
+from recloop.events import EVENT_SCHEMA, SCHEMA_VERSION, Context, Event, EventType
 from recloop.serving.errors import SinkFullError
 
 log = logging.getLogger(__name__)
@@ -30,12 +39,87 @@ _KINESIS_MAX_RECORDS = 500
 _KINESIS_MAX_BYTES = 5 * 1024 * 1024
 
 
+_NO_CONTEXT = Context()
+
+
+@dataclass(slots=True)
+class Impression:
+    """What one answer showed, as queued: the sink makes the impression event of it."""
+
+    rec_id: str
+    actor_id: str
+    signed_in: bool  # actor_id is a user_id (else an anonymous visitor_id)
+    item_ids: list[str]
+    model_version: str
+    timestamp: datetime
+
+    def event(self) -> Event:
+        """The impression event (built from values already validated: no re-validation)."""
+        return Event.model_construct(
+            event_id=f"imp-{self.rec_id}",
+            event_type=EventType.IMPRESSION,
+            timestamp=self.timestamp,
+            item_ids=list(self.item_ids),
+            positions=list(range(len(self.item_ids))),
+            rec_id=self.rec_id,
+            model_version=self.model_version,
+            source="api",
+            user_id=self.actor_id if self.signed_in else None,
+            visitor_id=None if self.signed_in else self.actor_id,
+            # Every field given: model_construct deep-copies the defaults it fills in.
+            item_id=None,
+            session_id=None,
+            context=_NO_CONTEXT,
+            schema_version=SCHEMA_VERSION,
+        )
+
+
+def impressions_table(impressions: Sequence[Impression]) -> pa.Table:
+    """The impression events of these records as an Arrow table in EVENT_SCHEMA, by columns.
+
+    The same table as events_table([i.event() for i in impressions]) (tested), without an
+    Event per row.
+    """
+    n = len(impressions)
+    lengths = [len(i.item_ids) for i in impressions]
+    offsets = pa.array([0, *itertools.accumulate(lengths)], pa.int32())
+    flat_ids = pa.array([item for i in impressions for item in i.item_ids], pa.string())
+    flat_positions = pa.array([p for length in lengths for p in range(length)], pa.int32())
+    nulls = pa.nulls(n, pa.string())
+    columns = {
+        "event_id": [f"imp-{i.rec_id}" for i in impressions],
+        "event_type": [EventType.IMPRESSION.value] * n,
+        "timestamp": [i.timestamp for i in impressions],
+        "user_id": [i.actor_id if i.signed_in else None for i in impressions],
+        "visitor_id": [None if i.signed_in else i.actor_id for i in impressions],
+        "item_id": nulls,
+        "item_ids": pa.ListArray.from_arrays(offsets, flat_ids),
+        "positions": pa.ListArray.from_arrays(offsets, flat_positions),
+        "session_id": nulls,
+        "rec_id": [i.rec_id for i in impressions],
+        "model_version": [i.model_version for i in impressions],
+        "page": nulls,
+        "referrer": nulls,
+        "device": nulls,
+        "source": ["api"] * n,
+        "schema_version": [SCHEMA_VERSION] * n,
+    }
+    return pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
+
+
+Queued = Event | Impression
+
+
 @runtime_checkable
 class EventSink(Protocol):
     """Accepts events without waiting for their delivery."""
 
     def submit(self, events: Sequence[Event]) -> None:
         """Queue events; SinkFullError when the queue has no room for all of them."""
+        ...
+
+    def submit_impression(self, impression: Impression) -> None:
+        """Queue one answer's impression; SinkFullError when the queue is full."""
         ...
 
     def start(self) -> None:
@@ -69,7 +153,7 @@ class QueuedSink(ABC):
         self.linger_s = linger_s
         self.retries = retries
         self._on_outcome = on_outcome or (lambda outcome, n: None)
-        self._buffer: deque[Event] = deque()
+        self._buffer: deque[Queued] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self._delivering = False  # set before a batch leaves the buffer, cleared after
@@ -87,6 +171,13 @@ class QueuedSink(ABC):
         if self.max_queue - len(self._buffer) < len(events):
             raise SinkFullError(retry_after=1)
         self._buffer.extend(events)
+        if len(self._buffer) >= self.batch_size:
+            self._wake.set()
+
+    def submit_impression(self, impression: Impression) -> None:
+        if len(self._buffer) >= self.max_queue:
+            raise SinkFullError(retry_after=1)
+        self._buffer.append(impression)
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
 
@@ -137,7 +228,7 @@ class QueuedSink(ABC):
             if stopping and not self._buffer:
                 return
 
-    def _deliver_with_retries(self, batch: list[Event]) -> None:
+    def _deliver_with_retries(self, batch: list[Queued]) -> None:
         pending = batch
         for attempt in range(self.retries + 1):
             try:
@@ -156,8 +247,8 @@ class QueuedSink(ABC):
         log.error("event sink dropped %d events after %d retries", len(pending), self.retries)
 
     @abstractmethod
-    def _deliver(self, batch: list[Event]) -> list[Event]:
-        """Deliver a batch; return the events that still need delivering."""
+    def _deliver(self, batch: list[Queued]) -> list[Queued]:
+        """Deliver a batch; return what still needs delivering."""
 
 
 class LakeEventSink(QueuedSink):
@@ -169,11 +260,26 @@ class LakeEventSink(QueuedSink):
         super().__init__(**{"batch_size": 5_000, "linger_s": 1.0, **kwargs})
         self.ingestor = ingestor
 
-    def _deliver(self, batch: list[Event]) -> list[Event]:
+    def _deliver(self, batch: list[Queued]) -> list[Queued]:
         # A fresh batch id per delivery: the lake writes objects only when absent, and events
         # are deduplicated by event_id downstream, so a retried batch costs nothing twice.
-        self.ingestor.ingest_events(batch, batch_id=f"api-{uuid.uuid4().hex}")
-        return []
+        batch_id = f"api-{uuid.uuid4().hex}"
+        events = [e for e in batch if isinstance(e, Event)]
+        impressions = [e for e in batch if isinstance(e, Impression)]
+        failed: list[Queued] = []
+        if events:
+            try:
+                self.ingestor.ingest_events(events, batch_id=batch_id)
+            except TransientStoreError as exc:  # retried alone: the impressions may be written
+                log.warning("event write failed, will retry: %s", exc)
+                failed += events
+        if impressions:
+            try:
+                self.ingestor.ingest_impressions(impressions_table(impressions), f"{batch_id}-imp")
+            except TransientStoreError as exc:
+                log.warning("impression write failed, will retry: %s", exc)
+                failed += impressions
+        return failed
 
 
 class KinesisEventSink(QueuedSink):
@@ -184,9 +290,10 @@ class KinesisEventSink(QueuedSink):
         self.client = client
         self.stream_name = stream_name
 
-    def _deliver(self, batch: list[Event]) -> list[Event]:
-        failed: list[Event] = []
-        for chunk in _kinesis_chunks(batch):
+    def _deliver(self, batch: list[Queued]) -> list[Queued]:
+        failed: list[Queued] = []
+        events = [e if isinstance(e, Event) else e.event() for e in batch]
+        for chunk in _kinesis_chunks(events):
             records = [
                 {"Data": orjson.dumps(e.model_dump(mode="json")), "PartitionKey": e.actor_id}
                 for e in chunk
