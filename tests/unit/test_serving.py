@@ -7,10 +7,13 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 
 import boto3
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from recloop.events import Event
@@ -20,6 +23,7 @@ from recloop.serving.errors import BackendError, SinkFullError
 from recloop.serving.features.base import ItemFeatures
 from recloop.serving.ranking import RankingRules, Scored, rank
 from recloop.serving.resilience import BreakerState, CircuitBreaker, Guard
+from recloop.serving.routers.recommendations import query_pairs
 from recloop.serving.sinks import KinesisEventSink, QueuedSink
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
@@ -344,3 +348,20 @@ def test_item_table_rows_expire_unless_the_store_confirms_its_items_are_unchange
     table.fill(np.array([1, 2]), ["a", "b"], {})
     table.confirm(8)  # an item changed somewhere: every row is read again
     assert table.stale(rows).tolist() == [1, 2]
+
+
+# ---- query string ---------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab_=&%+2F;k x", max_size=30))
+def test_query_pairs_read_a_query_string_as_parse_qsl_does(raw: str) -> None:
+    assert query_pairs(raw) == dict(parse_qsl(raw, keep_blank_values=True))
+
+
+def test_query_pairs_keep_blank_values_and_the_last_repeat() -> None:
+    assert query_pairs("user_id=u1&k=&k=5&exclude_seen") == {
+        "user_id": "u1",
+        "k": "5",
+        "exclude_seen": "",
+    }

@@ -190,20 +190,25 @@ class RecommendationService:
         positions = np.array([c[0] for c in chosen], dtype=np.int64)
         picked = items[positions]
         ids = model.item_ids_of(picked)
+        # Plain lists of the picked rows: one numpy element access costs ~100 ns.
+        titles = meta.titles[positions].tolist()
+        categories = meta.categories[positions].tolist()
+        origins = origin[positions].tolist()
+        behind = anchor[positions].tolist()
         ranked = []
-        for n, (i, final, fresh) in enumerate(chosen):
+        for n, (_, final, fresh) in enumerate(chosen):
             label = None
-            if anchor[i] >= 0:
-                a = int(anchor[i])
+            a = behind[n]
+            if a >= 0:
                 usable = bool(table.known[a]) and (unusable is None or a not in unusable)
                 label = table.titles[a] if usable and table.titles[a] else model.item_id(a)
             ranked.append(
                 Ranked(
                     item_id=ids[n],
                     score=round(final, 6),
-                    title=meta.titles[i],
-                    categories=meta.categories[i],
-                    reason=reason(_ORIGINS[int(origin[i])], fresh, label),
+                    title=titles[n],
+                    categories=categories[n],
+                    reason=reason(_ORIGINS[origins[n]], fresh, label),
                 )
             )
         return ranked, picked
