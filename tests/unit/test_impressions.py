@@ -6,9 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from recloop.config import Settings
 from recloop.events import Event
@@ -18,7 +16,6 @@ from recloop.lake import Lake
 from recloop.serving.errors import SinkFullError
 from recloop.serving.sinks import (
     Impression,
-    KinesisEventSink,
     LakeEventSink,
     impressions_table,
 )
@@ -53,6 +50,19 @@ def test_the_impression_event_validates_as_an_event() -> None:
     assert Event.model_validate(event.model_dump()) == event
 
 
+def taste(event_id: str, kind: str, at: datetime, **extra: Any) -> Event:
+    return Event.model_validate(
+        {
+            "event_id": event_id,
+            "event_type": kind,
+            "timestamp": at,
+            "user_id": "u1",
+            "item_id": "i1",
+            **extra,
+        }
+    )
+
+
 def ingestor_at(lake: Lake, now: datetime) -> Ingestor:
     return Ingestor(lake, Settings(), clock=lambda: now)
 
@@ -71,13 +81,7 @@ def test_ingest_impressions_accounts_for_every_row(lake_uri: str) -> None:
 
 
 def test_ingest_impressions_takes_impressions_only(lake_uri: str) -> None:
-    view = Event(
-        event_id="e1",
-        event_type="view",  # type: ignore[arg-type]
-        timestamp=NOW,
-        user_id="u1",
-        item_id="i1",
-    )
+    view = taste("e1", "view", NOW)
     with pytest.raises(ValueError, match="impression rows only"):
         ingestor_at(Lake.from_uri(lake_uri), NOW).ingest_impressions(
             events_table([view]), "api-test"
@@ -89,14 +93,7 @@ def test_the_lake_sink_writes_events_and_impressions_of_one_batch(lake_uri: str)
     now = datetime.now(UTC)
     sink = LakeEventSink(ingestor_at(lake, now), linger_s=0.01)
     sink.start()
-    click = Event(
-        event_id="c1",
-        event_type="click",  # type: ignore[arg-type]
-        timestamp=now,
-        user_id="u1",
-        item_id="i1",
-        rec_id=f"{1:032x}",
-    )
+    click = taste("c1", "click", now, rec_id=f"{1:032x}")
     sink.submit_impression(shown(1, at=now))
     sink.submit([click])
     sink.submit_impression(shown(2, at=now, signed_in=False))
@@ -125,21 +122,3 @@ def test_a_full_queue_refuses_an_impression() -> None:
     with pytest.raises(SinkFullError):
         sink.submit_impression(shown(3))
     assert sink.depth == 2
-
-
-def test_kinesis_gets_impressions_as_impression_events() -> None:
-    with mock_aws():
-        client = boto3.client("kinesis", region_name="us-east-1")
-        client.create_stream(StreamName="events", ShardCount=1)
-        sink = KinesisEventSink(client, "events", linger_s=0.01)
-        sink.start()
-        sink.submit_impression(shown(5, signed_in=False))
-        assert sink.flush(30.0)
-        sink.close()
-        shard = client.describe_stream(StreamName="events")["StreamDescription"]["Shards"][0]
-        iterator = client.get_shard_iterator(
-            StreamName="events", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        records: list[dict[str, Any]] = client.get_records(ShardIterator=iterator)["Records"]
-    assert [r["PartitionKey"] for r in records] == ["v5"]
-    assert Event.model_validate_json(records[0]["Data"]) == shown(5, signed_in=False).event()

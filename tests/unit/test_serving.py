@@ -24,7 +24,7 @@ from recloop.serving.features.base import ItemFeatures
 from recloop.serving.ranking import RankingRules, Scored, rank
 from recloop.serving.resilience import BreakerState, CircuitBreaker, Guard
 from recloop.serving.routers.recommendations import query_pairs
-from recloop.serving.sinks import KinesisEventSink, QueuedSink
+from recloop.serving.sinks import Impression, KinesisEventSink, QueuedSink
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
@@ -287,14 +287,35 @@ def test_kinesis_sink_puts_records_partitioned_by_actor() -> None:
         sink.submit([view(n) for n in range(12)])
         assert sink.flush(30.0)
         sink.close()
-        shard = client.describe_stream(StreamName="events")["StreamDescription"]["Shards"][0]
-        iterator = client.get_shard_iterator(
-            StreamName="events", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        records = client.get_records(ShardIterator=iterator)["Records"]
+        records = stream_records(client, "events")
     assert len(records) == 12 and sink.delivered == 12
     assert {r["PartitionKey"] for r in records} == {f"v{n}" for n in range(7)}
     assert Event.model_validate_json(records[0]["Data"]).event_id == "e0"
+
+
+def stream_records(client: Any, stream: str) -> list[dict[str, Any]]:
+    """Every record of a one-shard stream (moto), oldest first."""
+    shard = client.describe_stream(StreamName=stream)["StreamDescription"]["Shards"][0]
+    iterator = client.get_shard_iterator(
+        StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records: list[dict[str, Any]] = client.get_records(ShardIterator=iterator)["Records"]
+    return records
+
+
+def test_kinesis_sink_puts_impressions_as_impression_events() -> None:
+    shown = Impression(f"{5:032x}", "v5", False, ["i5", "i6"], "v7", NOW)
+    with mock_aws():
+        client = boto3.client("kinesis", region_name="us-east-1")
+        client.create_stream(StreamName="events", ShardCount=1)
+        sink = KinesisEventSink(client, "events", linger_s=0.01)
+        sink.start()
+        sink.submit_impression(shown)
+        assert sink.flush(30.0)
+        sink.close()
+        records = stream_records(client, "events")
+    assert [r["PartitionKey"] for r in records] == ["v5"]
+    assert Event.model_validate_json(records[0]["Data"]) == shown.event()
 
 
 def test_kinesis_sink_retries_only_the_failed_records() -> None:
