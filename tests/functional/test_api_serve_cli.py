@@ -52,6 +52,7 @@ def test_serve_with_two_workers_sums_metrics_and_stops_on_sigterm(tmp_path: Path
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert b"MALLOC_ARENA_MAX=2" in environ
             assert b"ARROW_DEFAULT_MEMORY_POOL=system" in environ
+            assert b"MALLOC_MMAP_THRESHOLD_=131072" in environ
         with httpx.Client(base_url=url) as client:
             for _ in range(30):
                 assert client.get("/healthz").status_code == 200
