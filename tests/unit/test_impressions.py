@@ -12,7 +12,7 @@ from recloop.config import Settings
 from recloop.events import Event
 from recloop.ingest import Ingestor
 from recloop.ingest.validate import events_table
-from recloop.lake import Lake
+from recloop.lake import Lake, LocalStore
 from recloop.serving.errors import SinkFullError
 from recloop.serving.sinks import (
     Impression,
@@ -122,3 +122,21 @@ def test_a_full_queue_refuses_an_impression() -> None:
     with pytest.raises(SinkFullError):
         sink.submit_impression(shown(3))
     assert sink.depth == 2
+
+
+def test_a_failed_impression_write_is_retried_alone(lake_uri: str) -> None:
+    from test_ingest_ingestor import FlakyStore  # tests/unit is on sys.path under pytest
+
+    flaky = FlakyStore(LocalStore(Lake.from_uri(lake_uri).store.root), "-imp-")
+    lake = Lake(flaky)
+    now = datetime.now(UTC)
+    sink = LakeEventSink(ingestor_at(lake, now), linger_s=0.01)
+    sink.start()
+    sink.submit([taste("c1", "click", now)])
+    sink.submit_impression(shown(1, at=now))
+    assert sink.flush(30.0)
+    sink.close()
+    table, _ = lake.read_events(dedupe=False)  # the click was not written a second time
+    assert sorted(table.column("event_id").to_pylist()) == ["c1", f"imp-{1:032x}"]
+    assert sink.delivered == 2 and sink.dropped == 0
+    assert flaky.left == 0  # the impressions' first write did fail
