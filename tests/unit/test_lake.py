@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recloop.errors import ConfigError
+from recloop.errors import ConfigError, LakeError
 from recloop.events import Event, EventType, events_to_table
 from recloop.lake import Lake
 
@@ -141,3 +142,15 @@ def test_summary_counts_partitions_rows_and_quarantine(lake: Lake) -> None:
 def test_an_unknown_uri_scheme_is_refused() -> None:
     with pytest.raises(ConfigError, match="unsupported lake URI"):
         Lake.from_uri("ftp://example/lake")
+
+
+def test_an_object_is_copied_into_a_file_and_a_missing_one_is_a_lake_error(
+    lake: Lake, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 9_000  # more than one 1 MiB copy chunk
+    assert lake.store.put_if_absent("models/1/item_factors.npy", data)
+    target = tmp_path / "copy.npy"
+    lake.store.copy_to("models/1/item_factors.npy", target)
+    assert target.read_bytes() == data
+    with pytest.raises(LakeError):
+        lake.store.copy_to("models/1/absent.npy", tmp_path / "absent.npy")

@@ -8,6 +8,7 @@ moto can then test the very calls production makes.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from urllib.parse import unquote, urlparse
 
 from recloop.errors import ConfigError, LakeError, TransientStoreError
 
+# Bytes per read when an object is streamed into a file (a model's arrays can be large).
+_COPY_CHUNK = 1024 * 1024
 # S3 error codes a retry may cure; anything else is permanent.
 _TRANSIENT_CODES = frozenset(
     {
@@ -53,6 +56,10 @@ class ObjectStore(Protocol):
 
     def get(self, key: str) -> bytes: ...
 
+    def copy_to(self, key: str, path: Path) -> None:
+        """Write the object into the file `path` without holding all of it in memory."""
+        ...
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects whose key starts with `prefix`, in key order."""
         ...
@@ -84,6 +91,12 @@ class LocalStore:
     def get(self, key: str) -> bytes:
         try:
             return (self.root / key).read_bytes()
+        except FileNotFoundError as exc:
+            raise LakeError(f"no object {key!r} in {self.uri}") from exc
+
+    def copy_to(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self.root / key, path)
         except FileNotFoundError as exc:
             raise LakeError(f"no object {key!r} in {self.uri}") from exc
 
@@ -141,6 +154,16 @@ class S3Store:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
             return bytes(body.read())
+        except ClientError as exc:
+            raise LakeError(f"get {key!r} from {self.uri}: {exc}") from exc
+
+    def copy_to(self, key: str, path: Path) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            with path.open("wb") as handle:
+                shutil.copyfileobj(body, handle, _COPY_CHUNK)
         except ClientError as exc:
             raise LakeError(f"get {key!r} from {self.uri}: {exc}") from exc
 

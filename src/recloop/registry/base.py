@@ -146,7 +146,7 @@ def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelV
         for info in store.list(prefix + "/"):
             target = staging / info.key[len(prefix) + 1 :]
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(store.get(info.key))
+            store.copy_to(info.key, target)  # streamed: arrays can be hundreds of MB
             found += 1
         if not found:
             raise RegistryError(f"version {version.version}: no artifact under {prefix!r}")

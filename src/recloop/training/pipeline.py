@@ -731,6 +731,9 @@ class ManifestStore:
             raise LakeError(f"{key!r} changed since the run (checksum differs)")
         return data
 
+    def copy_to(self, key: str, path: Path) -> None:
+        path.write_bytes(self.get(key))  # checked whole: reproductions read lake objects
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         for key in sorted(self.entries):
             if key.startswith(prefix):
