@@ -146,3 +146,52 @@ def write_synthetic_lake(lake_uri: str, **kwargs: Any) -> Any:
     lake = Lake.from_uri(lake_uri)
     lake.write_events(synthetic_events(**kwargs), batch_id=f"synthetic-{kwargs.get('seed', 0)}")
     return lake
+
+
+class EventLog:
+    """Hand-written events for a lake with a known answer, saved as one batch.
+
+    Events of one call's `at` are spread over the minutes after it, so a day's events are not
+    all at one instant.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(
+        self, user: str, item: str, at: str, rec_id: str | None = None, kind: str = "click"
+    ) -> None:
+        from datetime import datetime, timedelta
+
+        self.rows.append(
+            {
+                "event_id": f"e{len(self.rows)}",
+                "event_type": kind,
+                "timestamp": datetime.fromisoformat(at) + timedelta(minutes=len(self.rows) % 50),
+                "user_id": user,
+                "item_id": item,
+                "rec_id": rec_id,
+                "source": "test",
+                "schema_version": 2,
+            }
+        )
+
+    def popularity_ladder(self, at: str, items: int = 30) -> None:
+        """Items p00..: p00 clicked by `items` users, each next item by one user fewer."""
+        for j in range(items):
+            for n in range(items - j):
+                self.add(f"b{j:02d}-{n:02d}", f"p{j:02d}", at)
+
+    def write(self, lake_uri: str, batch_id: str) -> Any:
+        """The events written into the lake at `lake_uri`; returns the Lake."""
+        import pyarrow as pa
+
+        from recloop.events import EVENT_SCHEMA, conform
+        from recloop.lake import Lake
+
+        table = pa.Table.from_pylist(self.rows)
+        stamps = table.column("timestamp").cast(pa.timestamp("ms", tz="UTC"))
+        table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", stamps)
+        lake = Lake.from_uri(lake_uri)
+        lake.write_events(conform(table).cast(EVENT_SCHEMA), batch_id=batch_id)
+        return lake

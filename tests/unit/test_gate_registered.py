@@ -8,14 +8,10 @@ bundle, with the champion scored on the same holdout: the decision `train` itsel
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from recloop.events import EVENT_SCHEMA, conform
 from recloop.lake import Lake
 from recloop.registry import ModelStatus, registry_from_uri
 from recloop.training.bundle import ModelBundle
@@ -32,6 +28,7 @@ from recloop.training.pipeline import (
 )
 from recloop.training.runs import RunTracker
 from training_fixtures import (
+    EventLog,
     register_test_family,
     saved_bundle,
     synthetic_events,
@@ -45,32 +42,12 @@ BASE = TrainOptions(until="2026-01-15", holdout_days=4, validation_days=3, searc
 def _trending_lake(uri: str) -> Lake:
     """p00..p29 by descending popularity before the holdout; in the holdout 40 readers (who saw
     only p29) click p20, rank 21 before it. A model that saw the holdout knows p20 is the hit."""
-    rows: list[dict[str, Any]] = []
-
-    def click(user: str, item: str, at: str) -> None:
-        rows.append(
-            {
-                "event_id": f"e{len(rows)}",
-                "event_type": "click",
-                "timestamp": datetime.fromisoformat(at) + timedelta(minutes=len(rows) % 50),
-                "user_id": user,
-                "item_id": item,
-                "source": "test",
-                "schema_version": 2,
-            }
-        )
-
-    for j in range(30):
-        for n in range(30 - j):
-            click(f"b{j:02d}-{n:02d}", f"p{j:02d}", "2026-01-03T10:00:00+00:00")
+    log = EventLog()
+    log.popularity_ladder("2026-01-03T10:00:00+00:00")
     for r in range(40):
-        click(f"r{r:02d}", "p29", "2026-01-04T10:00:00+00:00")
-        click(f"r{r:02d}", "p20", "2026-01-12T10:00:00+00:00")
-    table = pa.Table.from_pylist(rows)
-    stamps = table.column("timestamp").cast(pa.timestamp("ms", tz="UTC"))
-    table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", stamps)
-    lake = Lake.from_uri(uri)
-    lake.write_events(conform(table).cast(EVENT_SCHEMA), batch_id="trend")
+        log.add(f"r{r:02d}", "p29", "2026-01-04T10:00:00+00:00")
+        log.add(f"r{r:02d}", "p20", "2026-01-12T10:00:00+00:00")
+    lake: Lake = log.write(uri, "trend")
     return lake
 
 

@@ -6,55 +6,31 @@ list it served carries a rec_id and would score the model by its own influence.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
-
-from recloop.events import EVENT_SCHEMA, conform
 from recloop.lake import Lake
 from recloop.registry import registry_from_uri
 from recloop.training.bundle import ModelBundle
 from recloop.training.pipeline import TrainOptions, train
 from recloop.training.report import evaluate_bundle
 from recloop.training.runs import RunTracker
+from training_fixtures import EventLog
 
 
 def _lake(uri: str) -> Lake:
     """p00..p29 by descending popularity before 01-08; every reader saw only p29 and p01.
     After 01-08 readers r00..r09 click p00 on their own, r10..r19 p28 on a recommended list."""
-    rows: list[dict[str, Any]] = []
-
-    def click(user: str, item: str, at: str, rec_id: str | None = None) -> None:
-        rows.append(
-            {
-                "event_id": f"e{len(rows)}",
-                "event_type": "click",
-                "timestamp": datetime.fromisoformat(at) + timedelta(minutes=len(rows) % 50),
-                "user_id": user,
-                "item_id": item,
-                "rec_id": rec_id,
-                "source": "test",
-                "schema_version": 2,
-            }
-        )
-
-    for j in range(30):
-        for n in range(30 - j):
-            click(f"b{j:02d}-{n:02d}", f"p{j:02d}", "2026-01-02T10:00:00+00:00")
+    log = EventLog()
+    log.popularity_ladder("2026-01-02T10:00:00+00:00")
     for r in range(20):
-        click(f"r{r:02d}", "p29", "2026-01-03T10:00:00+00:00")
-        click(f"r{r:02d}", "p01", "2026-01-07T10:00:00+00:00")  # the training run's holdout
+        log.add(f"r{r:02d}", "p29", "2026-01-03T10:00:00+00:00")
+        log.add(f"r{r:02d}", "p01", "2026-01-07T10:00:00+00:00")  # the training run's holdout
         if r < 10:
-            click(f"r{r:02d}", "p00", "2026-01-09T10:00:00+00:00")
+            log.add(f"r{r:02d}", "p00", "2026-01-09T10:00:00+00:00")
         else:
-            click(f"r{r:02d}", "p28", "2026-01-09T10:00:00+00:00", rec_id=f"rec-{r}")
-    table = pa.Table.from_pylist(rows)
-    stamps = table.column("timestamp").cast(pa.timestamp("ms", tz="UTC"))
-    table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp", stamps)
-    lake = Lake.from_uri(uri)
-    lake.write_events(conform(table).cast(EVENT_SCHEMA), batch_id="report")
+            log.add(f"r{r:02d}", "p28", "2026-01-09T10:00:00+00:00", rec_id=f"rec-{r}")
+    lake: Lake = log.write(uri, "report")
     return lake
 
 

@@ -7,19 +7,16 @@ validation would pick the configuration that agrees most with that model.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
 import pytest
 
-from recloop.events import EVENT_SCHEMA, conform
 from recloop.lake import Lake
 from recloop.registry import registry_from_uri
 from recloop.training import dataset as ds
 from recloop.training.pipeline import TrainOptions, resolve_window, train
 from recloop.training.runs import RunTracker
+from training_fixtures import EventLog
 
 # Training [01-01, 01-08), validation [01-08, 01-11), holdout [01-11, 01-15).
 OPTIONS = TrainOptions(
@@ -40,44 +37,17 @@ def _lake(uri: str) -> Lake:
     from a recommended list (rec_id set; far below popularity's top 10) and views p27 and p26;
     in the holdout they click p01.
     """
-    rows: list[dict[str, Any]] = []
-
-    def event(
-        user: str, item: str, at: str, rec_id: str | None = None, kind: str = "click"
-    ) -> None:
-        stamp = datetime.fromisoformat(at) + timedelta(minutes=len(rows) % 50)
-        rows.append(
-            {
-                "event_id": f"e{len(rows)}",
-                "event_type": kind,
-                "timestamp": stamp,
-                "user_id": user,
-                "item_id": item,
-                "rec_id": rec_id,
-                "source": "test",
-                "schema_version": 2,
-            }
-        )
-
-    for j in range(30):
-        for n in range(30 - j):  # p00 by 30 users, p29 by one
-            event(f"b{j:02d}-{n:02d}", f"p{j:02d}", "2026-01-03T10:00:00+00:00")
+    log = EventLog()
+    log.popularity_ladder("2026-01-03T10:00:00+00:00")  # p00 by 30 users, p29 by one
     for r in range(READERS):
         reader = f"r{r:02d}"
-        event(reader, "p29", "2026-01-04T10:00:00+00:00")
-        event(reader, "p00", "2026-01-09T10:00:00+00:00")
-        event(reader, "p28", "2026-01-09T12:00:00+00:00", rec_id=f"rec-{r}")
-        event(reader, "p27", "2026-01-10T10:00:00+00:00", kind="view")
-        event(reader, "p26", "2026-01-10T11:00:00+00:00", kind="view")
-        event(reader, "p01", "2026-01-12T10:00:00+00:00")
-    table = pa.Table.from_pylist(rows)
-    table = table.set_column(
-        table.schema.get_field_index("timestamp"),
-        "timestamp",
-        table.column("timestamp").cast(pa.timestamp("ms", tz="UTC")),
-    )
-    lake = Lake.from_uri(uri)
-    lake.write_events(conform(table).cast(EVENT_SCHEMA), batch_id="organic")
+        log.add(reader, "p29", "2026-01-04T10:00:00+00:00")
+        log.add(reader, "p00", "2026-01-09T10:00:00+00:00")
+        log.add(reader, "p28", "2026-01-09T12:00:00+00:00", rec_id=f"rec-{r}")
+        log.add(reader, "p27", "2026-01-10T10:00:00+00:00", kind="view")
+        log.add(reader, "p26", "2026-01-10T11:00:00+00:00", kind="view")
+        log.add(reader, "p01", "2026-01-12T10:00:00+00:00")
+    lake: Lake = log.write(uri, "organic")
     return lake
 
 
