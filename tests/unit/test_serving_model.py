@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,3 +142,31 @@ def test_history_parts_merge_a_training_row_that_is_not_sorted(als_dir: Path) ->
     parts = served.history_parts([], "u1")
     assert parts.indices.tolist() == sorted(indices[lo:hi].tolist())
     np.testing.assert_array_equal(parts.data, data[lo:hi])
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux-only")
+def test_the_list_child_runs_in_idle_time_with_one_blas_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    import recloop.serving.model as served_model
+
+    seen: dict[str, str] = {}
+    real_run = subprocess.run
+
+    def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        env = kwargs["env"]
+        assert isinstance(env, dict)
+        seen.update(env)
+        return real_run(cmd, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(served_model.subprocess, "run", run)
+    monkeypatch.setattr(served_model, "IN_PROCESS_LISTS_UP_TO", 0)
+    load_served_model(fit_bundle(tmp_path / "b"), "1")
+    assert seen["OPENBLAS_NUM_THREADS"] == "1"
+    probe = "import os; from recloop.serving.model import run_in_idle_time as r; r(); " + (
+        "print(os.sched_getscheduler(0) == os.SCHED_IDLE)"
+    )
+    done = real_run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "True"

@@ -467,7 +467,7 @@ def run_in_idle_time() -> None:
     """Let this thread (and the threads it starts) run only when a core is otherwise idle.
 
     Linux's SCHED_IDLE: a worker that wakes up preempts it at once, where nice 10 still took
-    ~10% of a busy core and p99 during swaps was 2.4-2.8x the steady one. Elsewhere: nice 10.
+    ~10% of a busy core and p99 during swaps was 2.2-2.8x the steady one. Elsewhere: nice 10.
     """
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
