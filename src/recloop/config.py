@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token for local use; None: open")
     backend_timeout_ms: int = Field(50, ge=1, description="timeout of one feature/candidate call")
     watch_interval_seconds: float = Field(10.0, gt=0, description="registry polling interval")
+    backend_check_seconds: float = Field(
+        10.0, gt=0, description="how often serving pings its backends (reported, never unready)"
+    )
     model_cache_dir: Path = Field(
         default_factory=lambda: _default_root() / "serving-cache",
         description="where served model versions are downloaded (shared by workers)",

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from recloop.lake import Lake
 from recloop.serving.app import create_app
+from recloop.serving.candidates.base import Placement
 from recloop.serving.errors import BackendError
 from recloop.serving.features.sqlite import SQLiteFeatureStore
 from recloop.serving.runtime import build_runtime
@@ -55,6 +56,9 @@ class DeadCandidates:
 
     def publish(self, model: Any) -> None:
         return None
+
+    def placement(self, model: Any) -> Placement:
+        return Placement.SERVED
 
     def candidates(self, model: Any, query: Any) -> Any:
         raise ConnectionError("no route to host")
@@ -93,19 +97,26 @@ def test_failing_or_slow_feature_store_degrades_to_popularity(
         assert 'recloop_degraded_responses_total{reason="features"}' in metrics
 
 
-def test_dead_candidate_source_degrades_and_the_breaker_opens(
+def test_dead_candidate_source_degrades_to_the_models_own_lists_and_the_breaker_opens(
     world: TinyWorld, tmp_path: Path
 ) -> None:
     dead = DeadCandidates()
     with make_client(world, tmp_path, candidates=dead) as client:
         for _ in range(7):
             body = client.get("/recommendations", params={"user_id": "u1"}).json()
-            assert body["degraded"] is True and body["source"] == "popularity_fallback"
+            # Still personal: the model's own neighbour lists answer instead of the index.
+            assert body["degraded"] is True and body["source"] == "personalised"
+            assert body["degraded_reasons"] == ["candidates"]
             assert len(body["items"]) == 10
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         assert runtime.service.candidates_guard.breaker.state == "open"
-        assert client.get("/items/i0/similar").json()["degraded"] is True
-        assert client.get("/readyz").status_code == 503
+        similar = client.get("/items/i0/similar").json()
+        assert similar["degraded"] is True and len(similar["items"]) > 0
+        # Readiness is the model; the dead backend is reported, never a 503 for the fleet.
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["backends"]["candidates"].startswith("ConnectionError")
+        assert 'recloop_backend_up{backend="candidates"} 0.0' in client.get("/metrics").text
 
 
 def test_full_event_queue_is_503_with_retry_after(world: TinyWorld, tmp_path: Path) -> None:

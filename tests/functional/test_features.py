@@ -7,6 +7,8 @@ the store creates are checked by reading them back from it.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +17,7 @@ import mongomock
 import pytest
 
 from recloop.events import Event
+from recloop.serving.errors import BackendError
 from recloop.serving.features import FeatureStore, ItemFeatures, features_from_uri
 from recloop.serving.features.mongo import MongoFeatureStore
 from recloop.serving.features.sqlite import SQLiteFeatureStore
@@ -109,6 +112,26 @@ def test_mongo_store_defines_its_indexes_and_ttls() -> None:
     assert history["history_ttl"]["expireAfterSeconds"] == 90 * 86_400
     assert "user_ttl" in db["users"].index_information()
     assert "fresh_available" in db["items"].index_information()
+
+
+def test_mongo_store_builds_while_documentdb_is_unreachable_and_reads_fail_cleanly() -> None:
+    # A closed loopback port: the store must build (serving starts degraded, the Lambda still
+    # writes the lake) and each call fail as a BackendError the callers degrade on.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.perf_counter()
+    made = MongoFeatureStore.from_uri(f"mongodb://127.0.0.1:{port}/?directConnection=true", 50)
+    try:
+        assert time.perf_counter() - start < 3.0
+        with pytest.raises(BackendError):
+            made.recent_history("u1")
+        with pytest.raises(BackendError):
+            made.append_history([event("e1", "u1", "i1", 0)])
+        with pytest.raises(BackendError):
+            made.ping()
+    finally:
+        made.close()
 
 
 def test_sqlite_uses_wal_and_one_connection_per_thread(tmp_path: Path) -> None:

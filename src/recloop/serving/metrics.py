@@ -52,9 +52,22 @@ class ServingMetrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        # Per backend, 1 when it answered its last health check; the minimum over the workers.
+        self.backend_up = Gauge(
+            "recloop_backend_up",
+            "1 when the backend answered the last health check, 0 when it did not",
+            ["backend"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.model_swaps = Counter("recloop_model_swaps", "hot swaps done", registry=r)
         self.model_rejected = Counter(
             "recloop_model_rejected", "versions that failed verification", ["version"], registry=r
+        )
+        self.model_download_errors = Counter(
+            "recloop_model_download_errors",
+            "champion downloads that failed for a transient reason (retried, not rejected)",
+            registry=r,
         )
         self.events = Counter(
             "recloop_events", "events received at /events", ["outcome"], registry=r

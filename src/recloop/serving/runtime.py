@@ -20,8 +20,9 @@ from threadpoolctl import threadpool_limits
 from recloop.config import Settings
 from recloop.errors import ConfigError
 from recloop.monitoring.service_metrics import ServiceMetricsLog, SnapshotRecorder
-from recloop.serving.candidates.base import CandidateSource
+from recloop.serving.candidates.base import CandidateSource, Placement
 from recloop.serving.features import FeatureStore, features_from_uri
+from recloop.serving.health import BackendMonitor
 from recloop.serving.hotswap import ModelHolder, Watcher
 from recloop.serving.metrics import ServingMetrics
 from recloop.serving.model import ServedModel, load_served_model, one_item_row
@@ -63,6 +64,10 @@ class Runtime:
     _watch_task: asyncio.Task[None] | None = None
     _snapshot_task: asyncio.Task[None] | None = None
     _trim_task: asyncio.Task[None] | None = None
+    _backends_task: asyncio.Task[None] | None = None
+    backends: BackendMonitor = field(init=False)
+    # The version whose catalogue read an outage cut short: read again once the store answers.
+    _catalogue_due: str | None = None
     _last_lazy_load: float = 0.0
     _info_labels: tuple[str, str] | None = None
     _blas_limits: Any = None
@@ -77,6 +82,9 @@ class Runtime:
             metrics=self.metrics,
             features_guard=Guard("features", timeout, self.features.blocking_io),
             candidates_guard=Guard("candidates", timeout, self.candidates.blocking_io),
+        )
+        self.backends = BackendMonitor(
+            {"features": self.features.ping, "candidates": self.candidates.ping}, self.metrics
         )
         if self.registry is not None and self.watcher is None:
             self.watcher = Watcher(
@@ -103,17 +111,18 @@ class Runtime:
 
     def _load_model(self, folder: Path, version: str) -> ServedModel:
         model = load_served_model(folder, version, registry_uri=getattr(self.registry, "uri", None))
-        self._read_catalogue(model)
-        self.candidates.publish(model)
+        self._catalogue_due = None if self._read_catalogue(model) else model.version
+        self.candidates.publish(model)  # a backend outage leaves it pending, never raises
         warm(model)
         return model
 
-    def _read_catalogue(self, model: ServedModel) -> None:
+    def _read_catalogue(self, model: ServedModel) -> bool:
         """Fill the model's item table and category index from the feature store, by chunks.
 
         Each chunk goes into the table as it arrives: holding the whole catalogue as objects
         first peaked at ~50 MB per worker at 100k items, and the allocator kept that memory.
-        A store outage part-way leaves the remaining rows to be read on request.
+        A store outage part-way leaves the remaining rows to be read on request, and returns
+        False: the backend monitor reads the catalogue again once the store answers.
         """
         items_version = self._items_version()  # before the read: a change during it shows
         if items_version is not None:
@@ -132,7 +141,11 @@ class Runtime:
                 time.sleep(_CATALOGUE_PAUSE)  # hand the GIL to requests between chunks
         except Exception as exc:  # a catalogue outage must not block a model update
             log.warning("item metadata for model %s incomplete: %s", model.version, exc)
+            complete = False
+        else:
+            complete = True
         model.category_items = {c: np.asarray(v, dtype=np.int64) for c, v in groups.items()}
+        return complete
 
     def _items_version(self) -> int | None:
         """The feature store's items version, when it keeps one (see ItemTable.confirm)."""
@@ -193,6 +206,7 @@ class Runtime:
         gc.freeze()
         release_free_memory()
         self._trim_task = asyncio.create_task(self._trim_memory())
+        self._backends_task = asyncio.create_task(self._watch_backends())
         # Snapshots feed the laptop's dashboard; in AWS, Prometheus and EMF carry the same
         # figures, and many tasks rewriting one S3 object would only contend.
         if self.settings.monitor_service_metrics_uri.startswith("file://"):
@@ -202,6 +216,28 @@ class Runtime:
         assert self.watcher is not None
         await asyncio.sleep(self.settings.watch_interval_seconds)
         await self.watcher.run()
+
+    async def _watch_backends(self) -> None:
+        """Check the backends now and then, and repair what an outage left once they answer."""
+        while True:
+            try:
+                await self.backends.check()
+                await asyncio.to_thread(self.repair)
+            except Exception:  # the monitor must outlive any one bad pass
+                log.exception("backend check failed")
+            await asyncio.sleep(self.settings.backend_check_seconds)
+
+    def repair(self) -> None:
+        """Finish what a backend outage cut short for the served model (blocking)."""
+        model = self.holder.current
+        if model is None:
+            return
+        due = self._catalogue_due == model.version and self.backends.up("features")
+        if due and self._read_catalogue(model):
+            self._catalogue_due = None
+            log.info("item metadata for model %s complete", model.version)
+        if self.candidates.placement(model) is Placement.PENDING and self.backends.up("candidates"):
+            self.candidates.publish(model)
 
     async def _trim_memory(self) -> None:
         # Under load the event sink's Parquet writes and the swaps' temporaries leave freed
@@ -228,12 +264,13 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop polling, deliver queued events, close connections."""
-        for task in (self._watch_task, self._snapshot_task, self._trim_task):
+        tasks = (self._watch_task, self._snapshot_task, self._trim_task, self._backends_task)
+        for task in tasks:
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._watch_task = self._snapshot_task = self._trim_task = None
+        self._watch_task = self._snapshot_task = self._trim_task = self._backends_task = None
         if self.settings.monitor_service_metrics_uri.startswith("file://"):
             await asyncio.to_thread(self.append_snapshot)
         await asyncio.to_thread(self.sink.close, 5.0)

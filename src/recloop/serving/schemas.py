@@ -26,6 +26,9 @@ class RecommendationsPublic(BaseModel):
     model_version: str
     items: list[RecommendedItemPublic]
     degraded: bool = Field(description="true when a backend failed and a fallback answered")
+    degraded_reasons: list[str] = Field(
+        default_factory=list, description='the backends that failed: "features", "candidates"'
+    )
     source: Source
 
 
@@ -58,9 +61,13 @@ class HealthPublic(BaseModel):
 
 
 class ReadyPublic(BaseModel):
-    ready: bool
+    ready: bool = Field(description="a model is loaded (backends do not count)")
     model_version: str | None
     checks: dict[str, str]
+    backends: dict[str, str] = Field(
+        default_factory=dict,
+        description='per backend, "ok" or why its last background check failed (reported only)',
+    )
 
 
 class VersionPublic(BaseModel):

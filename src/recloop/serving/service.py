@@ -1,8 +1,9 @@
 """The request pipeline: history -> user vector -> candidates -> scores -> rules -> top k.
 
 Every backend call goes through a Guard (timeout + circuit breaker). A failed feature store or
-candidate source never fails the answer: it degrades to the loaded model's popularity, says
-`degraded: true` and counts the reason.
+candidate source never fails the answer: a feature store outage degrades to the loaded model's
+popularity, a candidate source outage to the model's own lists (neighbour lists, popularity);
+the answer says `degraded: true` and the metric counts the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from recloop.events import Event
-from recloop.serving.candidates.base import CandidateQuery, CandidateSource, Origin
+from recloop.serving.candidates.base import (
+    CandidateQuery,
+    Candidates,
+    CandidateSource,
+    Origin,
+    Placement,
+)
+from recloop.serving.candidates.inprocess import InProcessCandidates
 from recloop.serving.candidates.ivf import top_indices
 from recloop.serving.errors import BackendError, ModelNotReadyError, SinkFullError
 from recloop.serving.features.base import FeatureStore, HistoryEntry, ItemFeatures
@@ -97,6 +105,11 @@ class RecommendationService:
         self.candidates_guard = candidates_guard
         self.rules = rules
         self.item_cache = ItemCache()
+        # The model's own lists answer when the configured source cannot (down, not published
+        # yet, or a family without vectors to index); an in-process source is its own.
+        self.own_lists: CandidateSource = (
+            candidates if isinstance(candidates, InProcessCandidates) else InProcessCandidates()
+        )
         # Labelled children looked up once: labels() takes a lock and a dict lookup (~2 us).
         self._impressions_queued = metrics.impressions.labels("queued")
         self._impressions_dropped = metrics.impressions.labels("dropped")
@@ -303,9 +316,7 @@ class RecommendationService:
             category=category,
             exclude=frozenset(recent + trained) if exclude_seen else frozenset(),
         )
-        found = await self._guarded(
-            ctx, self.candidates_guard, "candidates", self.candidates.candidates, model, query
-        )
+        found = await self._candidates(ctx, query)
         if found is None or not len(found):
             exclude = np.fromiter(query.exclude, np.int64, len(query.exclude))
             source: Source = "personalised" if found is not None else "popularity_fallback"
@@ -316,6 +327,30 @@ class RecommendationService:
         return _Pool(
             found.items[order], scores[order], found.origin[order], found.anchor[order]
         ), "personalised"
+
+    async def _candidates(self, ctx: _Context, query: CandidateQuery) -> Candidates | None:
+        return await self._retrieve(ctx, lambda source: source.candidates, query)
+
+    async def _similar(
+        self, ctx: _Context, index: int, n: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        return await self._retrieve(ctx, lambda source: source.similar, index, n)
+
+    async def _retrieve(
+        self, ctx: _Context, method: Callable[[CandidateSource], Callable[..., T]], *args: Any
+    ) -> T | None:
+        """Ask the configured source, or the model's own lists when it cannot answer."""
+        model = ctx.model
+        placement = self.candidates.placement(model)
+        if placement is Placement.SERVED:
+            found = await self._guarded(
+                ctx, self.candidates_guard, "candidates", method(self.candidates), model, *args
+            )
+            if found is not None or self.own_lists is self.candidates:
+                return found
+        elif placement is Placement.PENDING:
+            self._degrade(ctx, "candidates")
+        return method(self.own_lists)(model, *args)
 
     def _popular_pool(self, model: ServedModel, exclude: np.ndarray) -> _Pool:
         """The model's popular list as a pool (the degraded answer and the top-up)."""
@@ -366,15 +401,7 @@ class RecommendationService:
         index = model.index_of(item_id)
         scored: list[Scored] = []
         if index is not None:
-            found = await self._guarded(
-                ctx,
-                self.candidates_guard,
-                "candidates",
-                self.candidates.similar,
-                model,
-                index,
-                k * 3,
-            )
+            found = await self._similar(ctx, index, k * 3)
             if found is not None:
                 ids, sims = found
                 scored = [
@@ -431,8 +458,11 @@ class RecommendationService:
         try:
             return await guard.call(fn, *args)
         except BackendError as exc:
-            ctx.reasons.append(name)
             self.metrics.backend_errors.labels(name).inc()
-            self.metrics.degraded.labels(name).inc()
+            self._degrade(ctx, name)
             log.warning("degraded answer: %s", exc)
             return None
+
+    def _degrade(self, ctx: _Context, reason: str) -> None:
+        ctx.reasons.append(reason)
+        self.metrics.degraded.labels(reason).inc()

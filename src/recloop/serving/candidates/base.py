@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -20,6 +20,14 @@ class Origin(IntEnum):
     NEIGHBOUR = 1  # similar to an item in the actor's history
     VECTOR = 2  # close to the actor's vector (kNN / ANN / category scan)
     POPULAR = 3  # popular in the model's training window
+
+
+class Placement(StrEnum):
+    """Who answers candidate queries for one model version."""
+
+    SERVED = "served"  # this source answers for the model
+    IN_PROCESS = "in_process"  # by design the model's own lists (no vectors to index)
+    PENDING = "pending"  # not published yet (the backend was down): own lists, degraded
 
 
 @dataclass(slots=True)  # per request: frozen dataclasses cost twice as much to build
@@ -53,7 +61,15 @@ class CandidateSource(Protocol):
     blocking_io: bool  # True: network calls, run in a thread under a deadline
 
     def publish(self, model: ServedModel) -> None:
-        """Make the model version's candidates servable (idempotent); called before the swap."""
+        """Make the model version's candidates servable (idempotent); called before the swap.
+
+        Raises only when the model itself is unusable; a backend outage leaves the version
+        PENDING (see `placement`), to be published again once the backend answers.
+        """
+        ...
+
+    def placement(self, model: ServedModel) -> Placement:
+        """Whether this source answers for `model`, or the model's own lists do (and why)."""
         ...
 
     def candidates(self, model: ServedModel, query: CandidateQuery) -> Candidates:

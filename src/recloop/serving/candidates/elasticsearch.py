@@ -5,6 +5,13 @@ never disagree during a swap; the alias (`<prefix>`) points at the champion's in
 readers. Publishing builds the index with the bulk helper, checks the document count, then flips
 the alias in one atomic `_aliases` call.
 
+Only families with item vectors are indexed (ALS, BPR). Item-kNN, EASE, popularity and recent
+popularity have no vectors to search: their candidates are, by design, the model's own lists
+(neighbour lists and popularity, computed at load) served in process (`Placement.IN_PROCESS`).
+A cluster that cannot be reached at publish time never rejects a model: the version is served
+from its own lists, marked degraded (`Placement.PENDING`), and published again when the
+cluster answers (the Runtime's backend monitor retries).
+
 Client support: the elasticsearch-py 8/9 client talks to Elasticsearch 8.x and 9.x (9.x needs
 the 9 client or compatibility headers). It refuses servers that are not Elasticsearch, so it
 does not talk to AWS OpenSearch Service; use Elastic Cloud or self-managed Elasticsearch.
@@ -12,6 +19,7 @@ does not talk to AWS OpenSearch Service; use Elastic Cloud or self-managed Elast
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -19,15 +27,20 @@ from typing import Any
 import numpy as np
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
-from recloop.serving.candidates.base import CandidateQuery, Candidates, Origin, merge
+from recloop.serving.candidates.base import CandidateQuery, Candidates, Origin, Placement, merge
 from recloop.serving.errors import BackendError
 from recloop.serving.features.base import ItemFeatures
 from recloop.serving.model import ServedModel
+
+log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[^a-z0-9_-]+")
 # kNN explores this many candidates per shard for each one returned (recall vs cost).
 _NUM_CANDIDATES_FACTOR = 4
 _MAX_NUM_CANDIDATES = 10_000
+# Seconds a publication waits for the cluster's first answer: a cluster that is down must not
+# hold a model load (and so the service's start) for the bulk timeout.
+_PUBLISH_PING_TIMEOUT = 2.0
 
 Catalogue = Callable[[Sequence[str]], dict[str, ItemFeatures]]
 
@@ -47,6 +60,7 @@ class ElasticsearchCandidates:
         self.client = client
         self.alias = alias
         self.catalogue = catalogue or (lambda ids: {})
+        self._indexed: set[str] = set()  # versions whose index holds every item
 
     @classmethod
     def from_url(
@@ -61,10 +75,35 @@ class ElasticsearchCandidates:
 
     # ---- publish ---------------------------------------------------------------------------
 
+    def placement(self, model: ServedModel) -> Placement:
+        if model.item_vectors is None:
+            return Placement.IN_PROCESS
+        return Placement.SERVED if model.version in self._indexed else Placement.PENDING
+
     def publish(self, model: ServedModel) -> None:
+        if model.item_vectors is None:
+            log.info(
+                "model %s (%s) has no item vectors: served from its own lists",
+                model.version,
+                model.family,
+            )
+            return
+        try:
+            self._publish(model)
+        except Exception as exc:  # a cluster outage must not reject a good model
+            log.warning(
+                "model %s not published to Elasticsearch, own lists until it is: %s",
+                model.version,
+                exc,
+            )
+            return
+        self._indexed.add(model.version)
+
+    def _publish(self, model: ServedModel) -> None:
         vectors = model.item_vectors
-        if vectors is None:
-            raise BackendError(self.name, f"model {model.version} has no item vectors to index")
+        assert vectors is not None
+        if not self.client.options(request_timeout=_PUBLISH_PING_TIMEOUT).ping():
+            raise BackendError(self.name, "cluster does not answer")
         index = self.index_name(model.version)
         client = self.client.options(request_timeout=60)  # publishing is not on the request path
         if not client.indices.exists(index=index):

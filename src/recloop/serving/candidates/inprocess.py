@@ -14,6 +14,7 @@ from recloop.serving.candidates.base import (
     Candidates,
     FirstSeen,
     Origin,
+    Placement,
     merge,
 )
 from recloop.serving.candidates.ivf import top_indices
@@ -44,6 +45,9 @@ class InProcessCandidates:
         # The lists are computed by load_served_model; nothing else lives outside the process.
         if model.neighbours.shape[0] != model.n_items:
             raise ValueError("neighbour lists do not match the model")
+
+    def placement(self, model: ServedModel) -> Placement:
+        return Placement.SERVED
 
     def candidates(self, model: ServedModel, query: CandidateQuery) -> Candidates:
         if query.category is not None:

@@ -6,10 +6,15 @@ Collections, with their indexes and TTLs defined here (`ensure_indexes`), not by
     items    one document per item (_id = item_id); (available, published_at desc), categories
     users    one document per actor (_id = actor_id): segments; TTL on updated_at
 DocumentDB has no retryable writes, so the client is created with retryWrites=false.
+
+A store can be built while DocumentDB is down (serving starts degraded, the ingest path keeps
+writing the lake): the indexes are created at construction when the cluster answers, otherwise
+before the first write that reaches it. Reads never wait for them.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +33,8 @@ from recloop.serving.features.base import (
     taste_events,
 )
 
+log = logging.getLogger(__name__)
+
 USER_TTL_DAYS = 365
 _DUPLICATE_KEY = 11000
 _DAY = 86_400
@@ -43,7 +50,11 @@ class MongoFeatureStore:
         self.history = database["history"]
         self.items = database["items"]
         self.users = database["users"]
-        self.ensure_indexes()
+        self._indexed = False
+        try:
+            self.ensure_indexes()
+        except BackendError as exc:  # down now: the first write that gets through creates them
+            log.warning("documentdb indexes not created yet: %s", exc)
 
     @classmethod
     def from_uri(
@@ -62,6 +73,11 @@ class MongoFeatureStore:
     def ensure_indexes(self) -> None:
         """Create the indexes and TTLs this store relies on (idempotent)."""
         self._call(self._create_indexes)
+        self._indexed = True
+
+    def _before_write(self) -> None:
+        if not self._indexed:
+            self.ensure_indexes()
 
     def _create_indexes(self) -> None:
         self.history.create_index(
@@ -103,6 +119,7 @@ class MongoFeatureStore:
         ]
         if not docs:
             return 0
+        self._before_write()
         try:
             self.history.insert_many(docs, ordered=False)
             return len(docs)
@@ -129,6 +146,7 @@ class MongoFeatureStore:
 
     def upsert_items(self, items: Iterable[ItemFeatures]) -> int:
         written = 0
+        self._before_write()
         for it in items:  # publish-time only; replace_one keeps to what DocumentDB supports
             doc = {
                 "_id": it.item_id,
@@ -160,6 +178,7 @@ class MongoFeatureStore:
 
     def set_segments(self, actor_id: str, segments: Sequence[str]) -> None:
         update = {"$set": {"segments": list(segments), "updated_at": datetime.now(UTC)}}
+        self._before_write()
         self._call(lambda: self.users.update_one({"_id": actor_id}, update, upsert=True))
 
     def segments(self, actor_id: str) -> list[str]:

@@ -91,6 +91,7 @@ async def _answer(scope: Scope) -> bytes:
         "model_version": result.model_version,
         "items": result.items,  # Ranked dataclasses: orjson writes their fields in order
         "degraded": result.degraded,
+        "degraded_reasons": result.degraded_reasons,
         "source": result.source,
     }
     return orjson.dumps(body)
