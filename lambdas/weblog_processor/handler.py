@@ -5,12 +5,19 @@ Ingestor once (validating record by record would halve the throughput): one Parq
 hour partition, named from the shard id and the first and last sequence numbers of the records
 it holds, written with If-None-Match so a redelivered batch writes nothing twice.
 
-Partial failures use Powertools' BatchProcessor + process_partial_response as the reporter:
-the batch is ingested first, then the per-record handler raises for exactly the records whose
-events sat in an object whose write failed transiently. BatchProcessor turns those into
-batchItemFailures (ReportBatchItemFailures) and raises when every record failed, so a total
-failure is retried by Lambda and success is never reported for data that was not written.
+Every record is isolated: whatever one record holds ends written, filtered, quarantined or a
+duplicate, so one bad line never fails the invocation. When a lake write fails transiently,
+every record of the batch is reported in batchItemFailures (ReportBatchItemFailures): Lambda
+checkpoints at the lowest reported sequence number and redelivers the batch from its first
+record, so the redelivery groups the records exactly as before and writes the same object
+names (the written ones are found present, the failed ones are written). Reporting only the
+failed records would redeliver a suffix whose later records regroup under new names: readers
+that do not dedupe (Glue/Athena, the drift detector) would count them twice. No function error
+is raised for a transient failure, so BisectBatchOnFunctionError never splits the batch either.
 Permanent lake errors propagate and fail the invocation.
+
+The feature store (history sink) is built on the first events and best-effort: DocumentDB
+being down at cold start costs HistoryErrors, never a lake write.
 
 Environment: RECLOOP_LAKE_URI (s3://bucket/prefix), RECLOOP_* business-logic settings,
 POWERTOOLS_METRICS_NAMESPACE (default "recloop"), POWERTOOLS_SERVICE_NAME.
@@ -28,16 +35,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    process_partial_response,
-)
-from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
 
 from recloop.config import Settings
-from recloop.errors import ConfigError, TransientStoreError
+from recloop.errors import ConfigError
 from recloop.ingest import Ingestor, IngestReport
+from recloop.ingest.history import LazyHistorySink
 from recloop.lake import Lake
 
 SERVICE = "weblog_processor"
@@ -65,18 +67,23 @@ def _record_bytes(record: dict[str, Any]) -> bytes:
         return str(data).encode("utf-8", "replace")
 
 
-def _history_sink() -> Any:
+def _history_sink() -> LazyHistorySink | None:
     """DocumentDB as the real-time history sink when RECLOOP_FEATURES_URI names it, else none.
 
     Only an explicit setting counts: the default (SQLite under the working directory) is a
-    laptop's store, and a Lambda's file system is read-only there.
+    laptop's store, and a Lambda's file system is read-only there. The store is built on the
+    first events, not here: a DocumentDB outage at cold start must not fail the lake writes.
     """
     uri = os.environ.get("RECLOOP_FEATURES_URI", "")
     if not uri:
         return None
-    from recloop.serving.features import features_from_uri
 
-    return features_from_uri(uri, timeout_ms=_HISTORY_TIMEOUT_MS)
+    def build() -> Any:
+        from recloop.serving.features import features_from_uri
+
+        return features_from_uri(uri, timeout_ms=_HISTORY_TIMEOUT_MS)
+
+    return LazyHistorySink(build)
 
 
 class WeblogProcessor:
@@ -86,7 +93,6 @@ class WeblogProcessor:
         self.ingestor = ingestor
         namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "recloop")
         self.metrics = metrics or Metrics(namespace=namespace, service=SERVICE)
-        self.batch = BatchProcessor(event_type=EventType.KinesisDataStreams)
 
     @classmethod
     def from_env(cls, s3_client: Any = None) -> WeblogProcessor:
@@ -116,22 +122,21 @@ class WeblogProcessor:
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Ingest, publish metrics, and report the records to retry as batchItemFailures."""
         report = self.ingest(event)
-        failed = set(report.failed_ids)
-        logger.info("batch ingested", extra={"report": report.to_dict(), "failed": len(failed)})
+        failed = len(set(report.failed_ids))
+        logger.info("batch ingested", extra={"report": report.to_dict(), "failed": failed})
         try:
             self._publish(report)
         finally:
             self.metrics.flush_metrics()
-
-        def record_handler(record: KinesisStreamRecord) -> None:
-            if record.event_id in failed:
-                raise TransientStoreError(f"lake write failed for record {record.event_id}")
-
-        if not event.get("Records"):  # Lambda never sends this; Powertools refuses it
+        if not failed:
             return {"batchItemFailures": []}
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=self.batch, context=context
+        # The whole batch again, from its first record: the same grouping, the same names.
+        sequence_numbers = [r.get("kinesis", {}).get("sequenceNumber") for r in event["Records"]]
+        logger.warning(
+            "transient lake write failures: the batch is redelivered whole",
+            extra={"failed_records": failed, "batch_records": len(sequence_numbers)},
         )
+        return {"batchItemFailures": [{"itemIdentifier": s} for s in sequence_numbers]}
 
     def _publish(self, report: IngestReport) -> None:
         """EMF metrics: totals under the service dimension (dashboard, no-weblogs alarm) and
@@ -144,6 +149,8 @@ class WeblogProcessor:
             name="EventsQuarantined", unit=count, value=report.quarantined_total
         )
         self.metrics.add_metric(name="EventsDuplicate", unit=count, value=report.duplicates)
+        self.metrics.add_metric(name="EventsFailed", unit=count, value=report.failed)
+        self.metrics.add_metric(name="HistoryErrors", unit=count, value=report.history_errors)
         if report.newest_event is not None:
             lag = (datetime.now(UTC) - report.newest_event).total_seconds()
             self.metrics.add_metric(name="IngestLagSeconds", unit=MetricUnit.Seconds, value=lag)

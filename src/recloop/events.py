@@ -25,6 +25,8 @@ from pydantic import (
 SCHEMA_VERSION = 2
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
+# The lake stores positions as int32: a larger one would fail the whole Arrow column (batch).
+INT32_MAX = 2**31 - 1
 
 
 class EventType(StrEnum):
@@ -40,12 +42,25 @@ class EventType(StrEnum):
 SINGLE_ITEM_TYPES = frozenset(t for t in EventType if t is not EventType.IMPRESSION)
 
 
+def strip_query(url: str | None) -> str | None:
+    """A URL or path without query string and fragment: they carry search terms, emails and
+    tokens, so no stage keeps them (the page is what matters)."""
+    if url is None:
+        return None
+    return url.split("?", 1)[0].split("#", 1)[0]
+
+
 class Context(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     page: str | None = Field(None, max_length=2048)
     referrer: str | None = Field(None, max_length=2048)
     device: str | None = Field(None, max_length=64)
+
+    @field_validator("page", "referrer")
+    @classmethod
+    def _no_query(cls, value: str | None) -> str | None:
+        return strip_query(value)
 
 
 class Event(BaseModel):
@@ -60,7 +75,7 @@ class Event(BaseModel):
     visitor_id: Id | None = None
     item_id: Id | None = None
     item_ids: list[Id] | None = Field(None, max_length=500)
-    positions: list[Annotated[int, Field(ge=0)]] | None = Field(None, max_length=500)
+    positions: list[Annotated[int, Field(ge=0, le=INT32_MAX)]] | None = Field(None, max_length=500)
     session_id: Id | None = None
     rec_id: Id | None = None
     model_version: Id | None = None
@@ -74,7 +89,10 @@ class Event(BaseModel):
         # Naive timestamps are taken as UTC: trackers that omit the offset send UTC.
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+            raise ValueError("timestamp is out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _check_shape(self) -> Self:

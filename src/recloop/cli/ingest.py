@@ -16,6 +16,7 @@ from recloop.cli._common import console, print_json, user_errors
 if TYPE_CHECKING:
     from recloop.config import Settings
     from recloop.ingest import IngestReport
+    from recloop.ingest.history import LazyHistorySink
     from recloop.serving.features import FeatureStore
 
 _HISTORY_TIMEOUT_MS = 30_000
@@ -33,6 +34,12 @@ def _summary_table(report: IngestReport, source: str) -> Table:
     for reason, count in sorted(report.quarantined.items()):
         table.add_row("quarantined", reason, f"{count:,}")
     table.add_row("duplicates", "", f"{report.duplicates:,}")
+    if report.history_errors:
+        table.add_row(
+            "history not updated",
+            "feature store unavailable",
+            f"batches: {report.history_errors:,}",
+        )
     return table
 
 
@@ -93,16 +100,22 @@ def ingest(
 
 
 @contextmanager
-def _history_sink(settings: Settings) -> Iterator[FeatureStore]:
-    """The feature store as the real-time history sink, closed when the ingest ends."""
+def _history_sink(settings: Settings) -> Iterator[LazyHistorySink]:
+    """The feature store as the real-time history sink, built on the first events (an
+    unreachable store costs history errors, never the lake writes), closed at the end."""
+    from recloop.ingest.history import LazyHistorySink
     from recloop.serving.features import features_from_uri
 
-    # A batch append, not a request: give it a batch's deadline.
-    store = features_from_uri(settings.features_uri, timeout_ms=_HISTORY_TIMEOUT_MS)
+    def build() -> FeatureStore:
+        # A batch append, not a request: give it a batch's deadline.
+        return features_from_uri(settings.features_uri, timeout_ms=_HISTORY_TIMEOUT_MS)
+
+    # one try per run: a store that is down stays down for the rest of a file
+    sink = LazyHistorySink(build, retry_after_s=float("inf"))
     try:
-        yield store
+        yield sink
     finally:
-        store.close()
+        sink.close()
 
 
 def register(app: typer.Typer) -> None:

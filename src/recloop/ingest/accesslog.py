@@ -53,13 +53,15 @@ def parse_clf_time(text: str) -> datetime | None:
     zone = _ZONES.get(offset)
     if zone is None:
         minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+        if minutes >= 24 * 60:  # datetime.timezone refuses it: not a real UTC offset
+            return None
         zone = timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
         _ZONES[offset] = zone
     try:
         local = datetime(int(m[3]), month, int(m[1]), int(m[4]), int(m[5]), int(m[6]), tzinfo=zone)
-    except ValueError:
+        return local.astimezone(UTC)
+    except (ValueError, OverflowError):  # 31/Feb, or a year-1/year-9999 time past UTC's range
         return None
-    return local.astimezone(UTC)
 
 
 def split_request(request: str) -> tuple[str, str] | None:

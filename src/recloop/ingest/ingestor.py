@@ -25,14 +25,17 @@ from recloop.config import Settings, get_settings
 from recloop.errors import TransientStoreError
 from recloop.events import Event, EventType
 from recloop.ingest.accesslog import parse_access_log
-from recloop.ingest.decode import Candidate, Kind, Rejected, Skipped, decode_record
+from recloop.ingest.decode import Candidate, Kind, Rejected, Skipped, Unit, decode_record
 from recloop.ingest.files import line_chunks, open_input
+from recloop.ingest.redact import redact
 from recloop.ingest.report import IngestReport
 from recloop.ingest.rules import Rules
 from recloop.ingest.validate import events_table, validate_many
 from recloop.lake import QUARANTINE_SCHEMA, Lake
 
 log = logging.getLogger(__name__)
+
+_MAX_REPR = 64 * 1024
 
 # Names one lake object from the ids of the records whose units it holds (in input order).
 ObjectNamer = Callable[[Sequence[str]], str]
@@ -98,7 +101,7 @@ class Ingestor:
             for source_id, raw in records:
                 src = len(batch.source_ids)
                 batch.source_ids.append(source_id)
-                for unit in decode_record(raw, limit):
+                for unit in _decoded(raw, limit):
                     batch.received += 1
                     self._route(batch, src, unit)
             return self._finish(batch, object_name or _fixed_name(batch_id), check_age)
@@ -119,7 +122,12 @@ class Ingestor:
             for i, event in enumerate(chunk):
                 batch.source_ids.append(f"{name}:{i}")
                 batch.received += 1
-                shaped = event if isinstance(event, Event) else self.rules.tracker_event(event)
+                try:
+                    shaped = event if isinstance(event, Event) else self.rules.tracker_event(event)
+                except Exception as exc:  # not an event at all: quarantined, the batch goes on
+                    payload = _dumps(event).encode("utf-8", "surrogatepass")
+                    batch.rejected.append((i, Rejected("invalid_event", _why(exc), payload)))
+                    continue
                 if isinstance(shaped, Skipped):
                     batch.filtered[shaped.reason] += 1
                 else:
@@ -183,6 +191,16 @@ class Ingestor:
     # ---- pipeline --------------------------------------------------------------------------
 
     def _route(self, batch: _Batch, src: int, unit: Candidate | Rejected | Skipped) -> None:
+        """Route one unit; whatever a rule raises quarantines that unit, not the batch."""
+        try:
+            self._route_unit(batch, src, unit)
+        except Exception as exc:
+            log.warning("unit of record %s unprocessable: %s", batch.source_ids[src], _why(exc))
+            text = unit.text if isinstance(unit, Candidate) else ""
+            rejected = Rejected("unprocessable", _why(exc), text.encode("utf-8", "surrogatepass"))
+            batch.rejected.append((src, rejected))
+
+    def _route_unit(self, batch: _Batch, src: int, unit: Candidate | Rejected | Skipped) -> None:
         if isinstance(unit, Rejected):
             batch.rejected.append((src, unit))
         elif isinstance(unit, Skipped):
@@ -218,7 +236,29 @@ class Ingestor:
 
     def _finish(self, batch: _Batch, namer: ObjectNamer, check_age: bool) -> IngestReport:
         events, rows = self._validated(batch)
-        return self._finish_table(batch, events_table(events), rows, events, namer, check_age)
+        try:
+            table = events_table(events)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            # One event Arrow cannot hold must not cost the others: find it, quarantine it.
+            events, rows = self._storable(batch, events, rows)
+            table = events_table(events)
+        return self._finish_table(batch, table, rows, events, namer, check_age)
+
+    def _storable(
+        self, batch: _Batch, events: list[Event], rows: list[int]
+    ) -> tuple[list[Event], list[int]]:
+        """The events that convert to EVENT_SCHEMA one by one; the others are rejected."""
+        kept: list[Event] = []
+        kept_rows: list[int] = []
+        for event, row in zip(events, rows, strict=True):
+            try:
+                events_table([event])
+            except (pa.ArrowException, ValueError, TypeError, OverflowError) as exc:
+                self._reject(batch, row, "unwritable_event", _why(exc))
+                continue
+            kept.append(event)
+            kept_rows.append(row)
+        return kept, kept_rows
 
     def _finish_table(
         self,
@@ -254,7 +294,7 @@ class Ingestor:
     def _validated(self, batch: _Batch) -> tuple[list[Event], list[int]]:
         """Valid events and their candidate indices; invalid candidates join the rejected."""
         dicts = [c for c in batch.candidates if not isinstance(c, Event)]
-        checked = iter(validate_many(dicts))
+        checked = iter(_validate_isolated(dicts))
         events: list[Event] = []
         rows: list[int] = []
         for i, candidate in enumerate(batch.candidates):
@@ -302,6 +342,7 @@ class Ingestor:
                 row = candidate.to_row() if isinstance(candidate, Event) else candidate
             text = _dumps(row)
         payload = text.encode("utf-8", "surrogatepass")
+        detail = detail.encode("utf-8", "replace").decode("utf-8")
         batch.rejected.append((batch.candidate_src[i], Rejected(reason, detail[:500], payload)))
 
     def _write_events(
@@ -363,7 +404,8 @@ class Ingestor:
                 "source_id": [batch.source_ids[src] for src, _ in batch.rejected],
                 "reason": [r.reason for _, r in batch.rejected],
                 "detail": [r.detail for _, r in batch.rejected],
-                "payload": [r.payload for _, r in batch.rejected],
+                # never the raw bytes: a bounded prefix without IPs or query strings
+                "payload": [redact(r.payload) for _, r in batch.rejected],
             },
             schema=QUARANTINE_SCHEMA,
         )
@@ -381,8 +423,8 @@ class Ingestor:
             return
         try:
             self.history_sink.append_history(events)
-        except Exception:  # the lake write stands; the sink is best-effort and catches up later
-            log.exception("history sink failed for %d events", len(events))
+        except Exception as exc:  # the lake write stands; the sink is best-effort, catches up
+            log.warning("history sink failed for %d events: %s", len(events), _why(exc))
             report.history_errors += 1
 
 
@@ -435,9 +477,45 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _dumps(value: Any) -> str:
+    """JSON of anything handed in (for a quarantine payload); repr when JSON cannot hold it."""
     import orjson
 
-    return orjson.dumps(value, default=str).decode()
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (orjson.JSONEncodeError, TypeError, ValueError):  # deep nesting, odd keys
+        return repr(value)[:_MAX_REPR]
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _decoded(raw: Any, limit: int) -> list[Unit]:
+    """decode_record, with anything it did not foresee quarantined as the record itself."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        payload = str(raw).encode("utf-8", "replace")
+        return [Rejected("invalid_record", f"a record is bytes, got {type(raw).__name__}", payload)]
+    try:
+        return decode_record(bytes(raw), limit)
+    except Exception as exc:
+        log.warning("record undecodable: %s", _why(exc))
+        return [Rejected("undecodable", _why(exc), bytes(raw))]
+
+
+def _validate_isolated(items: list[Any]) -> list[Event | str]:
+    """validate_many; when a validator raises something other than a validation error (it
+    should not), each item is validated on its own so only the culprit is rejected."""
+    try:
+        return validate_many(items)
+    except Exception:
+        log.exception("batch validation raised; validating %d items one by one", len(items))
+    results: list[Event | str] = []
+    for item in items:
+        try:
+            results.append(Event.model_validate(item))
+        except Exception as exc:
+            results.append(_why(exc))
+    return results
 
 
 def _raise_if_failed(report: IngestReport) -> None:

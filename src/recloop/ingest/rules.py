@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from recloop.config import Settings
+from recloop.events import strip_query
 from recloop.ingest.accesslog import AccessLog, parse_access_log, parse_clf_time, split_request
 from recloop.ingest.decode import Rejected, Skipped
 
@@ -52,7 +53,10 @@ def _iso_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return parse_clf_time(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        return None
 
 
 def _dig(obj: dict[str, Any], *path: str) -> Any:
@@ -120,8 +124,8 @@ class Rules:
             "visitor_id": self.visitor_id(log.ip, log.agent),
             "item_id": item,
             "context": {
-                "page": log.path[:_MAX_PAGE],
-                "referrer": log.referrer[:_MAX_PAGE] if log.referrer else None,
+                "page": (strip_query(log.path) or "")[:_MAX_PAGE],
+                "referrer": (strip_query(log.referrer) or "")[:_MAX_PAGE] or None,
                 "device": _device(log.agent),
             },
             "source": "weblog",

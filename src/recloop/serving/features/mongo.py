@@ -68,7 +68,11 @@ class MongoFeatureStore:
             retryWrites=False,
             tz_aware=True,
         )
-        return cls(client.get_database(database))
+        try:
+            return cls(client.get_database(database))
+        except BaseException:  # unreachable at start: do not leak the client's threads
+            client.close()
+            raise
 
     def ensure_indexes(self) -> None:
         """Create the indexes and TTLs this store relies on (idempotent)."""
