@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 from recloop.errors import ConfigError
 from recloop.registry.base import (
+    ArtifactError,
     ModelRegistry,
     ModelStatus,
     ModelVersion,
@@ -74,6 +75,7 @@ def open_registry(uri: str | None = None, **clients: Any) -> ModelRegistry:
 
 
 __all__ = [
+    "ArtifactError",
     "ModelRegistry",
     "ModelStatus",
     "ModelVersion",

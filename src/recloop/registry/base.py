@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -25,6 +25,10 @@ REGISTRY_FILE = "model_version.json"  # same name as recloop.training.bundle.REG
 
 class RegistryError(RecloopError):
     """The registry could not be read or written, or a request makes no sense for it."""
+
+
+class ArtifactError(RegistryError):
+    """A version's artifact is unusable as stored (unsafe or no files): retrying cannot help."""
 
 
 class ModelStatus(StrEnum):
@@ -130,9 +134,12 @@ def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelV
     """Copy `prefix/*` into `dest` through a temporary sibling, so readers never see half.
 
     Safe when several processes (serving workers sharing a cache) download the same version to
-    the same place at once: one rename wins and the others find its complete copy.
+    the same place at once: one rename wins and the others find its complete copy. Keys are
+    names, not paths: a `..` or absolute part in the prefix or a key is refused (ArtifactError)
+    before anything is written, so nothing lands outside `dest`.
     """
     dest = Path(dest)
+    _check_relative(prefix, f"version {version.version}'s artifact prefix")
     if dest.exists() and any(dest.iterdir()):
         # A complete copy appears in one rename, so a non-empty folder is either this version,
         # already downloaded (bundles are immutable), or something else.
@@ -144,12 +151,12 @@ def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelV
     try:
         found = 0
         for info in store.list(prefix + "/"):
-            target = staging / info.key[len(prefix) + 1 :]
+            target = _inside(staging, info.key[len(prefix) + 1 :], version)
             target.parent.mkdir(parents=True, exist_ok=True)
             store.copy_to(info.key, target)  # streamed: arrays can be hundreds of MB
             found += 1
         if not found:
-            raise RegistryError(f"version {version.version}: no artifact under {prefix!r}")
+            raise ArtifactError(f"version {version.version}: no artifact under {prefix!r}")
         (staging / REGISTRY_FILE).write_bytes(orjson.dumps(version.to_dict()))
         try:
             if dest.exists():
@@ -164,6 +171,22 @@ def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelV
         if staging.exists():
             shutil.rmtree(staging)
     return dest
+
+
+def _check_relative(name: str, what: str) -> None:
+    """Refuse a key (or key part) that is not a plain relative path: absolute, `..`, `\\`."""
+    parts = PurePosixPath(name).parts
+    if not name or name.startswith("/") or "\\" in name or "\0" in name or ".." in parts:
+        raise ArtifactError(f"{what} {name!r} is not a plain relative path")
+
+
+def _inside(root: Path, name: str, version: ModelVersion) -> Path:
+    """`root / name`, refused when `name` would put the file anywhere but under `root`."""
+    _check_relative(name, f"version {version.version}: artifact file")
+    target = root / name
+    if not target.resolve().is_relative_to(root.resolve()):
+        raise ArtifactError(f"version {version.version}: artifact file {name!r} leaves {root}")
+    return target
 
 
 def _holds(folder: Path, version: ModelVersion) -> bool:

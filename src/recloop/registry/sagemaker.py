@@ -20,6 +20,7 @@ import orjson
 from recloop.errors import NotFoundError
 from recloop.lake.store import S3Store, store_from_uri
 from recloop.registry.base import (
+    ArtifactError,
     ModelStatus,
     ModelVersion,
     RegistryError,
@@ -180,7 +181,7 @@ class SageMakerRegistry:
         record = self.get(version)
         prefix = record.artifact_uri.removeprefix(self.store.uri).strip("/")
         if prefix == record.artifact_uri.strip("/"):
-            raise RegistryError(
+            raise ArtifactError(
                 f"version {version}'s artifact {record.artifact_uri} is outside {self.store.uri}"
             )
         return download_folder(self.store, prefix, Path(dest), record)

@@ -2,9 +2,12 @@
 
 Every worker runs its own watcher. A request reads `holder.current` once and finishes on that
 model, so a swap never changes a request half-way. A version that fails verification (checksum,
-shapes, smoke query) is remembered and never served; the old model stays, with a metric and a
-log line. Rolling back is approving the previous version (or rejecting the current champion):
-the watcher serves whatever the registry's champion is.
+shapes, smoke query, an artifact with unsafe or missing files) is remembered and never served;
+the old model stays, with a metric and a log line. A transient failure (the object store or a
+backend not answering, a download cut off) is retried with backoff, and again at every poll:
+it never marks the version, so every worker ends up serving the same champion. Rolling back is
+approving the previous version (or rejecting the current champion): the watcher serves
+whatever the registry's champion is.
 """
 
 from __future__ import annotations
@@ -14,15 +17,22 @@ import logging
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recloop.registry.base import ArtifactError
+from recloop.serving.errors import BackendError
 from recloop.serving.model import ServedModel, file_lock
 
 log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DOTS = re.compile(r"^\.+")  # "." and ".." name folders outside the cache
+# Download attempts within one poll, and the first pause between them (doubled each time).
+DOWNLOAD_ATTEMPTS = 3
+DOWNLOAD_BACKOFF_S = 0.5
 
 
 class ModelHolder:
@@ -51,6 +61,8 @@ class Watcher:
         interval: float = 10.0,
         on_swap: Callable[[ServedModel], None] | None = None,
         on_reject: Callable[[str, str], None] | None = None,
+        on_transient: Callable[[str, str], None] | None = None,
+        backoff_s: float = DOWNLOAD_BACKOFF_S,
     ) -> None:
         self.registry = registry
         self.holder = holder
@@ -59,6 +71,8 @@ class Watcher:
         self.interval = interval
         self._on_swap = on_swap or (lambda model: None)
         self._on_reject = on_reject or (lambda version, why: None)
+        self._on_transient = on_transient or (lambda version, why: None)
+        self.backoff_s = backoff_s
         self._check_lock = threading.Lock()
         self.last_error: str | None = None
 
@@ -78,12 +92,17 @@ class Watcher:
             if version in self.holder.rejected:
                 return None
             try:
-                folder = self._download(version)
+                folder = self._download_retrying(version)
                 # One worker loads at a time: loading takes a core for seconds, and workers
                 # loading together left requests no core at all (p99 during swaps).
                 with file_lock(self.cache_dir / ".load.lock"):
                     model = self.load(folder, version)
-            except Exception as exc:  # whatever breaks a candidate, it is not served
+            except (_Transient, BackendError) as exc:  # not the version's fault: poll again
+                self.last_error = f"{version}: {exc}"
+                log.warning("model %s not loaded yet, will retry: %s", version, exc)
+                self._on_transient(version, str(exc))
+                return None
+            except Exception as exc:  # whatever else breaks a candidate, it is not served
                 self.holder.rejected[version] = str(exc)
                 self.last_error = f"{version}: {exc}"
                 log.error("model %s failed verification and is not served: %s", version, exc)
@@ -95,8 +114,24 @@ class Watcher:
             self._on_swap(model)
             return model
 
+    def _download_retrying(self, version: str) -> Path:
+        """Download with backoff. An unusable artifact (ArtifactError) fails at once; any other
+        failure is retried and, after the last attempt, raised as _Transient."""
+        for attempt in range(DOWNLOAD_ATTEMPTS):
+            try:
+                return self._download(version)
+            except ArtifactError:
+                raise
+            except Exception as exc:  # boto, network, disk: none of them is the version's
+                if attempt == DOWNLOAD_ATTEMPTS - 1:
+                    raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+                pause = self.backoff_s * 2**attempt
+                log.warning("download of model %s failed, retry in %.1f s: %s", version, pause, exc)
+                time.sleep(pause)
+        raise AssertionError("unreachable")
+
     def _download(self, version: str) -> Path:
-        dest = self.cache_dir / _SAFE.sub("_", version)
+        dest = cache_folder(self.cache_dir, version)
         # Workers share the cache: one downloads while the others wait, then all map the files.
         with file_lock(self.cache_dir / f".{dest.name}.lock"):
             marker = dest / "model_version.json"
@@ -113,3 +148,16 @@ class Watcher:
             except Exception:  # the watcher must outlive any one bad poll
                 log.exception("model watcher poll failed")
             await asyncio.sleep(self.interval)
+
+
+def cache_folder(cache_dir: Path, version: str) -> Path:
+    """The folder a version is downloaded to: always a direct child of `cache_dir`.
+
+    A version is a registry's string: separators become "_", and leading dots too, so "..",
+    "." or "../x" still name a folder inside the cache.
+    """
+    return Path(cache_dir) / _DOTS.sub("_", _SAFE.sub("_", version))
+
+
+class _Transient(Exception):
+    """A download that kept failing for a reason outside the version (the cause follows)."""

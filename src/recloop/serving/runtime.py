@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import functools
 import gc
+import json
 import logging
 import sys
 import time
@@ -32,6 +33,8 @@ from recloop.serving.sinks import EventSink
 
 log = logging.getLogger(__name__)
 
+# The event name of the log line a rejected champion writes (a CloudWatch metric filter's key).
+REJECTED_EVENT = "recloop.model_rejected"
 # Seconds between service-metric snapshots appended to the local log (the laptop dashboard).
 _SNAPSHOT_EVERY = 10.0
 # How long a process without a model waits between on-request load attempts (Lambda).
@@ -94,8 +97,15 @@ class Runtime:
                 self.load_model,
                 interval=self.settings.watch_interval_seconds,
                 on_swap=self._swapped,
-                on_reject=lambda version, why: self.metrics.model_rejected.labels(version).inc(),
+                on_reject=self._rejected,
+                on_transient=lambda version, why: self.metrics.model_download_errors.inc(),
             )
+
+    def _rejected(self, version: str, why: str) -> None:
+        self.metrics.model_rejected.labels(version).inc()
+        # One JSON line with a fixed event name: the serving log group's metric filter turns it
+        # into the ChampionRejected metric that pages on-call (terraform/modules/monitoring).
+        log.error(json.dumps({"event": REJECTED_EVENT, "model_version": version, "why": why[:500]}))
 
     def load_model(self, folder: Path, version: str) -> ServedModel:
         """Load, verify, publish and warm one version (never touches the served reference)."""
