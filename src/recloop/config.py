@@ -53,6 +53,11 @@ def _default_root() -> Path:
     return Path.cwd() / ".recloop"
 
 
+def local_root() -> Path:
+    """Where local state lives by default (./.recloop): lake, registry, features, bundles."""
+    return _default_root()
+
+
 class Settings(BaseSettings):
     """recloop's configuration; each field is RECLOOP_<NAME> in the environment."""
 

@@ -23,6 +23,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recloop.config import local_root
 from recloop.errors import RecloopError
 from recloop.lake import Lake, ObjectStore
 from recloop.lake.store import ObjectInfo
@@ -158,7 +160,7 @@ class TrainResult:
     holdout: dict[str, float]
     decision: GateDecision | None
     version: ModelVersion | None
-    bundle_dir: Path
+    bundle_dir: Path | None  # None: written to a temporary folder, the registry holds it
     fits: int
 
     def summary(self) -> dict[str, Any]:
@@ -302,27 +304,43 @@ def _train(
         model = _fit(family, params, full)
         fits += 1
     holdout_metrics = {k: float(v) for k, v in challenger.to_dict().items()}
-    with run.timer("bundle"):
-        folder = _write_bundle(
-            model, full, family, params, holdout_metrics, run, window, bundle_dir, evidence
-        )
-    if not options.register:  # else the registry's copy is the artifact; this folder may go
-        run.add_artifact("bundle_dir", folder.as_uri())
-    version = None
-    if options.register:
-        with run.timer("register"):
-            say("registering", 0, 1)
-            version = registry.register(folder, holdout_metrics, run.run_id)
-            if apply_decision:
-                version = apply(registry, version.version, decision)
-        run.add_artifact("bundle", version.artifact_uri)
-        run.set_result("version", version.to_dict())
-        log.info("version %s: %s", version.version, version.status)
+    with _bundle_home(bundle_dir, options.register, run.run_id) as home:
+        with run.timer("bundle"):
+            folder = _write_bundle(
+                model, full, family, params, holdout_metrics, run, window, home, evidence
+            )
+        if not options.register:  # else the registry's copy is the artifact; this folder may go
+            run.add_artifact("bundle_dir", folder.as_uri())
+        version = None
+        if options.register:
+            with run.timer("register"):
+                say("registering", 0, 1)
+                version = registry.register(folder, holdout_metrics, run.run_id)
+                if apply_decision:
+                    version = apply(registry, version.version, decision)
+            run.add_artifact("bundle", version.artifact_uri)
+            run.set_result("version", version.to_dict())
+            log.info("version %s: %s", version.version, version.status)
     run.log_metrics({"fits": fits})
     say("done", 1, 1)
+    kept = None if bundle_dir is None and options.register else folder
     return TrainResult(
-        run.record, family, params, trials, holdout_metrics, decision, version, folder, fits
+        run.record, family, params, trials, holdout_metrics, decision, version, kept, fits
     )
+
+
+@contextmanager
+def _bundle_home(bundle_dir: Path | None, register: bool, run_id: str) -> Iterator[Path]:
+    """Where the bundle is written: the caller's folder; else, when the registry keeps the
+    artifact, a temporary folder removed once registered; else (the folder is the artifact)
+    a durable one under the local root, never the system temp folder."""
+    if bundle_dir is not None:
+        yield bundle_dir
+    elif register:
+        with tempfile.TemporaryDirectory(prefix="recloop-bundle-") as tmp:
+            yield Path(tmp) / "bundle"
+    else:
+        yield local_root() / "bundles" / run_id / "bundle"
 
 
 # ---- stages ------------------------------------------------------------------------------------
@@ -672,10 +690,9 @@ def _write_bundle(
     metrics: dict[str, float],
     run: Run,
     window: Window,
-    bundle_dir: Path | None,
+    folder: Path,
     holdout: HoldoutEvidence | None = None,
 ) -> Path:
-    folder = bundle_dir or Path(tempfile.mkdtemp(prefix="recloop-bundle-")) / "bundle"
     popularity = np.diff(sp.csc_matrix(data.matrix > 0).indptr).astype(np.float32)
     snapshot = data.snapshot
     bundle = ModelBundle(
