@@ -1,12 +1,11 @@
-"""A history sink built on first use: the lake write never waits on the feature store.
+"""A best-effort history sink: the lake write never waits on the feature store.
 
 The weblog Lambda and `recloop ingest` also append users' recent history to the feature store
 (DocumentDB in production). That is best-effort: the lake is the record, and the serving path
-catches up. Building the store connects and creates indexes, so building it eagerly at cold
-start made a DocumentDB outage fail every invocation, lake writes included. Here the store is
-built when the first events arrive; a failure to build raises from `append_history` (the
-Ingestor counts it in `history_errors`) and is not retried for `retry_after_s`, so an outage
-costs one connection timeout per interval, not one per batch.
+catches up. The store is built when the first events arrive (not at cold start), and after a
+failure (building it or appending) no call is made for `retry_after_s`: a DocumentDB outage
+costs one connection timeout per interval, not one per batch. Failures raise from
+`append_history`, so the Ingestor counts them in `history_errors`.
 """
 
 from __future__ import annotations
@@ -29,11 +28,11 @@ class _Store(Protocol):
 
 
 class HistoryUnavailableError(RuntimeError):
-    """The history sink could not be built (recently); the events were not appended."""
+    """The history store failed recently; the events were not appended."""
 
 
 class LazyHistorySink:
-    """Builds the store with `factory` on the first append; retries a failed build later."""
+    """Builds the store with `factory` on the first append; backs off after a failure."""
 
     def __init__(
         self,
@@ -47,28 +46,24 @@ class LazyHistorySink:
         self._store: _Store | None = None
         self._failed_at: float | None = None
         self._lock = threading.Lock()
-        self.build_failures = 0
+        self.failures = 0
 
-    def _get(self) -> _Store:
+    def append_history(self, events: list[Event]) -> None:
+        """Append to the store (built first if needed); raises when it is unavailable."""
         with self._lock:
-            if self._store is not None:
-                return self._store
             now = self._clock()
             if self._failed_at is not None and now - self._failed_at < self.retry_after_s:
-                raise HistoryUnavailableError("history store unavailable; next try later")
+                raise HistoryUnavailableError("history store failed recently; next try later")
             try:
-                self._store = self._factory()
+                if self._store is None:
+                    self._store = self._factory()
+                self._store.append_history(events)
             except Exception as exc:
                 self._failed_at = now
-                self.build_failures += 1
+                self.failures += 1
                 log.warning("history store unavailable: %s", exc)
                 raise HistoryUnavailableError(f"{type(exc).__name__}: {exc}") from exc
             self._failed_at = None
-            return self._store
-
-    def append_history(self, events: list[Event]) -> None:
-        """Append to the store, building it first if needed; raises when it is unavailable."""
-        self._get().append_history(events)
 
     def close(self) -> None:
         with self._lock:
