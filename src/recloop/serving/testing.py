@@ -98,7 +98,11 @@ def fit_bundle(
         if family == "als"
         else {}
     )
-    model = make(family, **{**defaults, **params}).fit(matrix)
+    model = make(family, **{**defaults, **params})
+    # Recent popularity weighs each interaction by its age: synthetic ages, 0-29 days.
+    ages = matrix.copy()
+    ages.data = (np.arange(matrix.nnz) % 30).astype(np.float32)
+    model = model.fit(matrix, ages if model.needs_ages else None)
     bundle = ModelBundle(
         model=model,
         item_ids=np.array([f"i{i}" for i in range(n_items)]),

@@ -1,0 +1,61 @@
+"""Every model family is served with Elasticsearch configured as the candidate source.
+
+No Elasticsearch server can run on this machine: the real elasticsearch-py client talks to the
+honest double in tests/es_double.py, which rejects requests a real node would reject. Families
+with item vectors (ALS, BPR) are indexed and queried there; item-kNN, EASE, popularity and
+recent popularity have no vectors, so by design they are served from the model's own lists in
+process, and nothing about them is sent to the cluster (docs/serving.md, "Candidate sources").
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from elasticsearch import Elasticsearch
+from fastapi.testclient import TestClient
+
+from es_double import Cluster, double_node
+from recloop.serving.app import create_app
+from recloop.serving.candidates.base import Placement
+from recloop.serving.candidates.elasticsearch import ElasticsearchCandidates
+from recloop.serving.features.sqlite import SQLiteFeatureStore
+from recloop.serving.runtime import build_runtime
+from recloop.serving.testing import tiny_world, world_settings
+
+VECTOR_FAMILIES = {"als", "bpr"}
+
+
+@pytest.mark.parametrize(
+    "family", ["als", "bpr", "itemknn", "ease", "popularity", "popularity_recent"]
+)
+def test_each_family_is_served_with_elasticsearch_configured(tmp_path: Path, family: str) -> None:
+    world = tiny_world(tmp_path / "w", family=family)
+    settings = world_settings(world, watch_interval_seconds=3600)
+    store = SQLiteFeatureStore(world.root / "features.db")
+    cluster = Cluster()
+    client = Elasticsearch("http://es.invalid:9200", node_class=double_node(cluster))
+    source = ElasticsearchCandidates(client, catalogue=store.get_items)
+    runtime = build_runtime(settings, features=store, candidates=source)
+    with TestClient(create_app(settings, runtime)) as api:
+        model = runtime.holder.current
+        assert model is not None and model.version == world.version  # loaded, not rejected
+        assert runtime.holder.rejected == {}
+        expected = Placement.SERVED if family in VECTOR_FAMILIES else Placement.IN_PROCESS
+        assert source.placement(model) is expected
+        for user in ("u0", "u7", "u13"):
+            body = api.get("/recommendations", params={"user_id": user}).json()
+            assert body["degraded"] is False, body
+            assert body["model_version"] == world.version and len(body["items"]) == 10
+        similar = api.get("/items/i3/similar").json()
+        assert similar["degraded"] is False and len(similar["items"]) > 0
+    searches = [r for r in cluster.requests if r[1].endswith("/_search")]
+    if family in VECTOR_FAMILIES:
+        # The version's own index, built in full, answered the kNN queries.
+        index = source.index_name(world.version)
+        assert len(cluster.indexes[index]["docs"]) == model.n_items
+        assert searches and all(r[1] == f"/{index}/_search" for r in searches)
+        assert all("knn" in json.loads(r[2]) for r in searches)
+    else:
+        assert cluster.indexes == {} and searches == []
