@@ -2,7 +2,12 @@
 
 Both implementations put events in a bounded in-memory buffer that one background thread drains
 in batches; when the queue is full `submit` raises SinkFullError (the API answers 503 with
-Retry-After), so memory never grows without bound.
+Retry-After), so memory never grows without bound: at most `max_queue` queued plus the one batch
+being delivered. A failed delivery is retried with exponential backoff and full jitter (tenacity)
+for `retry_budget_s` (5 minutes by default: a lake or stream outage of that length loses
+nothing), while new events wait in the buffer or are refused with 503. Only what is still
+undelivered after the budget, or when the process stops mid-retry, is dropped: every dropped
+event is counted (`dropped`, recloop_sink_events{outcome="dropped"}) and logged.
     LakeEventSink     embedded: the Ingestor writes the batch into the lake (and, through its
                       history sink, into the feature store)
     KinesisEventSink  AWS: PutRecords, at most 500 records per call, failed records retried
@@ -14,11 +19,11 @@ an Arrow table directly (`impressions_table`), other sinks into the same events 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import threading
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,6 +33,15 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 import pyarrow as pa
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_delay,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
 
 from recloop.errors import TransientStoreError
 from recloop.events import EVENT_SCHEMA, SCHEMA_VERSION, Context, Event, EventType
@@ -145,16 +159,21 @@ class QueuedSink(ABC):
         max_queue: int = 10_000,
         batch_size: int = 500,
         linger_s: float = 0.05,
-        retries: int = 3,
+        retry_budget_s: float = 300.0,
+        backoff_s: float = 0.05,
+        max_backoff_s: float = 30.0,
         on_outcome: Callable[[str, int], None] | None = None,
     ) -> None:
         self.max_queue = max_queue
         self.batch_size = batch_size
         self.linger_s = linger_s
-        self.retries = retries
+        self.retry_budget_s = retry_budget_s
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
         self._on_outcome = on_outcome or (lambda outcome, n: None)
         self._buffer: deque[Queued] = deque()
         self._wake = threading.Event()
+        self._abandon = threading.Event()  # close() timed out: stop retrying, count the rest
         self._stopping = False
         self._delivering = False  # set before a batch leaves the buffer, cleared after
         self._thread: threading.Thread | None = None
@@ -185,6 +204,7 @@ class QueuedSink(ABC):
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._stopping = False
+                self._abandon.clear()
                 self._thread = threading.Thread(
                     target=self._run, name=type(self).__name__, daemon=True
                 )
@@ -197,6 +217,9 @@ class QueuedSink(ABC):
         self._stopping = True  # the thread delivers what is buffered, then ends
         self._wake.set()
         thread.join(timeout)
+        if thread.is_alive():  # a backend still down: give up, and count what is lost
+            self._abandon.set()
+            thread.join(1.0)
         self._thread = None
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -218,6 +241,9 @@ class QueuedSink(ABC):
             # Only what is buffered now: events arriving during a delivery wait for the next
             # linger, or a busy server would write a stream of tiny batches (and objects).
             waiting = len(self._buffer)
+            if self._abandon.is_set():
+                self._drop([self._buffer.popleft() for _ in range(waiting)], "stopping")
+                return
             while waiting:
                 self._delivering = True
                 n = min(self.batch_size, waiting)  # only this thread takes
@@ -229,26 +255,62 @@ class QueuedSink(ABC):
                 return
 
     def _deliver_with_retries(self, batch: list[Queued]) -> None:
+        """Deliver, retrying what is still pending with backoff until the budget is spent."""
         pending = batch
-        for attempt in range(self.retries + 1):
-            try:
-                pending = self._deliver(pending)
-            except Exception:  # delivery is best-effort; the count tells an operator
-                log.exception("event sink delivery failed (attempt %d)", attempt + 1)
-            if not pending:
-                self.delivered += len(batch)
-                self._on_outcome("delivered", len(batch))
-                return
-            time.sleep(min(0.05 * 2**attempt, 1.0))
-        self.dropped += len(pending)
-        self.delivered += len(batch) - len(pending)
-        self._on_outcome("delivered", len(batch) - len(pending))
-        self._on_outcome("dropped", len(pending))
-        log.error("event sink dropped %d events after %d retries", len(pending), self.retries)
+
+        def attempt() -> list[Queued]:
+            nonlocal pending
+            pending = self._deliver(pending)
+            return pending
+
+        retrying = Retrying(
+            # retried: an exception (the whole pending part again) or records left over
+            retry=retry_if_exception_type() | retry_if_result(bool),
+            stop=stop_after_delay(self.retry_budget_s) | _StopWhen(self._abandon),
+            wait=wait_random_exponential(multiplier=self.backoff_s, max=self.max_backoff_s),
+            sleep=self._backoff,  # a closing process cuts a backoff short
+            before_sleep=_log_retry,
+            retry_error_callback=lambda _state: None,
+        )
+        retrying(attempt)
+        delivered = len(batch) - len(pending)
+        self.delivered += delivered
+        self._on_outcome("delivered", delivered)
+        if pending:
+            self._drop(pending, f"undelivered after {self.retry_budget_s:.0f} s of retries")
+
+    def _backoff(self, seconds: float) -> None:
+        self._abandon.wait(seconds)
+
+    def _drop(self, events: list[Queued], why: str) -> None:
+        if not events:
+            return
+        self.dropped += len(events)
+        self._on_outcome("dropped", len(events))
+        log.error("event sink dropped %d events (%d in all): %s", len(events), self.dropped, why)
 
     @abstractmethod
     def _deliver(self, batch: list[Queued]) -> list[Queued]:
         """Deliver a batch; return what still needs delivering."""
+
+
+class _StopWhen(stop_base):
+    """Stop retrying once `flag` is set."""
+
+    def __init__(self, flag: threading.Event) -> None:
+        self.flag = flag
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.flag.is_set()
+
+
+def _log_retry(state: RetryCallState) -> None:
+    outcome = state.outcome
+    if outcome is not None and outcome.failed:
+        why = repr(outcome.exception())
+    else:
+        why = f"{len(outcome.result()) if outcome is not None else 0} events left"
+    log.warning("event sink delivery attempt %d failed (%s); retrying", state.attempt_number, why)
 
 
 class LakeEventSink(QueuedSink):
@@ -261,21 +323,24 @@ class LakeEventSink(QueuedSink):
         self.ingestor = ingestor
 
     def _deliver(self, batch: list[Queued]) -> list[Queued]:
-        # A fresh batch id per delivery: the lake writes objects only when absent, and events
-        # are deduplicated by event_id downstream, so a retried batch costs nothing twice.
-        batch_id = f"api-{uuid.uuid4().hex}"
+        # Batch ids come from the events' (impressions') ids: a retry of a batch whose write
+        # failed for one hour rewrites the same object names, so the hours already written are
+        # found present (duplicates), not written twice. One bad event is quarantined by the
+        # Ingestor, never a reason to fail the batch.
         events = [e for e in batch if isinstance(e, Event)]
         impressions = [e for e in batch if isinstance(e, Impression)]
         failed: list[Queued] = []
         if events:
             try:
+                batch_id = "api-" + _digest([e.event_id for e in events])
                 self.ingestor.ingest_events(events, batch_id=batch_id)
             except TransientStoreError as exc:  # retried alone: the impressions may be written
                 log.warning("event write failed, will retry: %s", exc)
                 failed += events
         if impressions:
             try:
-                self.ingestor.ingest_impressions(impressions_table(impressions), f"{batch_id}-imp")
+                batch_id = "api-imp-" + _digest([i.rec_id for i in impressions])
+                self.ingestor.ingest_impressions(impressions_table(impressions), batch_id)
             except TransientStoreError as exc:
                 log.warning("impression write failed, will retry: %s", exc)
                 failed += impressions
@@ -304,6 +369,10 @@ class KinesisEventSink(QueuedSink):
                     e for e, r in zip(chunk, response["Records"], strict=True) if "ErrorCode" in r
                 ]
         return failed
+
+
+def _digest(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _kinesis_chunks(batch: list[Event]) -> list[list[Event]]:
