@@ -1,27 +1,23 @@
-"""monitor: an EventBridge schedule (or a CloudWatch alarm's state change) runs the detectors.
+"""monitor: one pass of the retrain loop on each EventBridge schedule tick (or alarm event).
 
-The handler only adapts: it takes "now" from the event (so that an EventBridge replay checks
-the time it replays), runs recloop.monitoring.run_checks on the registry's champion, prints
-the EMF lines (CloudWatch turns them into the CTR and AlarmState metrics that the alarms
-watch), and appends an `alarm` decision with the evidence when a retrain trigger fires.
-Starting the SageMaker training job on a trigger is the loop's part: pass `on_trigger`.
+An adapter: "now" is the event's time (an EventBridge replay checks the time it replays), the
+event id makes a redelivery change nothing, and recloop.loop.RetrainLoop.step does the rest
+(alarms, guard window and rollback, cooldown, one SageMaker training job at a time). The
+detectors' EMF lines go to stdout, where CloudWatch turns them into the CTR and AlarmState
+metrics. Errors propagate, so EventBridge retries and the function's error alarm sees them.
 
-A CloudWatch alarm event (e.g. the SNS-notifying alarm on AlarmState) re-runs the checks at
-the alarm's time, so the alarm's log line carries the detectors' evidence.
-
-Errors propagate: a failed check must fail the invocation, so that EventBridge retries and
-the Lambda's error metric (and its alarm) see it.
-
-Environment: RECLOOP_LAKE_URI, RECLOOP_REGISTRY_URI, RECLOOP_MONITOR_* thresholds,
-POWERTOOLS_METRICS_NAMESPACE (default "recloop"), POWERTOOLS_SERVICE_NAME.
+Environment (Terraform's modules/training): RECLOOP_LAKE_URI, RECLOOP_REGISTRY_URI,
+RECLOOP_REGISTRY_ARTIFACTS_URI, RECLOOP_MONITOR_DECISION_LOG_URI, RECLOOP_SAGEMAKER_*,
+RECLOOP_MONITOR_* thresholds, POWERTOOLS_SERVICE_NAME.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -29,10 +25,8 @@ from aws_lambda_powertools.utilities.data_classes import CloudWatchAlarmEvent, E
 
 from recloop.config import Settings
 from recloop.errors import ConfigError
-from recloop.lake import Lake
-from recloop.monitoring import MonitorConfig, MonitorReport, run_checks
-from recloop.monitoring.champion import champion_info
-from recloop.monitoring.decisions import Action, Decision, DecisionLog
+from recloop.loop import RetrainLoop, Trainer
+from recloop.loop.wiring import build_loop
 from recloop.monitoring.emf import report_emf
 
 SERVICE = "monitor"
@@ -55,54 +49,34 @@ def event_time(event: dict[str, Any]) -> datetime:
 
 
 class Monitor:
-    """One container's monitor: settings, lake, registry and decision log, created once."""
+    """One container's loop, built once."""
 
     def __init__(
-        self,
-        settings: Settings,
-        s3_client: Any = None,
-        on_trigger: Callable[[MonitorReport], None] | None = None,
+        self, settings: Settings, s3_client: Any = None, trainer: Trainer | None = None
     ) -> None:
-        from recloop.registry import registry_from_uri
-
-        self.settings = settings
-        self.lake = Lake.from_uri(settings.lake_uri, s3_client=s3_client)
-        self.registry = registry_from_uri(
-            settings.registry_uri,
+        self.loop: RetrainLoop = build_loop(
+            settings,
             s3_client=s3_client,
-            artifacts_uri=settings.registry_artifacts_uri,
+            trainer=trainer,
+            cache_dir=Path(tempfile.gettempdir()) / "recloop-loop-cache",  # Lambda: /tmp only
+            require_sagemaker=True,
         )
-        self.decisions = DecisionLog.from_settings(settings, s3_client=s3_client)
-        self.config = MonitorConfig.from_settings(settings)
-        self.on_trigger = on_trigger
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        now = event_time(event)
-        model = champion_info(self.registry, known_ids=True)
-        report = run_checks(self.lake, model, now, self.config)
-        for line in report_emf(report):
-            sys.stdout.write(line + "\n")  # EMF goes to the function's log stream
-        triggers = report.triggers()
-        if triggers:
-            self.decisions.append(
-                Decision(
-                    Action.ALARM,
-                    triggers[0].detector,
-                    model_version=report.model_version,
-                    evidence={a.detector: a.evidence for a in triggers},
-                    detail="; ".join(a.summary for a in triggers),
-                    at=now,
-                )
-            )
-            if self.on_trigger is not None:
-                self.on_trigger(report)
+        step = self.loop.step(event_time(event), event_id=event.get("id"))
+        if step.report is not None:
+            for line in report_emf(step.report):
+                sys.stdout.write(line + "\n")  # EMF goes to the function's log stream
+        report = step.report
         summary = {
-            "now": now.isoformat(),
+            "now": step.now.isoformat(),
             "source": event.get("source"),
-            "model_version": report.model_version,
-            "firing": [a.detector for a in report.firing],
-            "triggers": [a.detector for a in triggers],
-            "alarms": {a.detector: a.state.value for a in report.alarms},
+            "model_version": step.champion,
+            "skipped": step.skipped,
+            "actions": step.actions(),
+            "firing": [a.detector for a in report.firing] if report else [],
+            "triggers": [a.detector for a in report.triggers()] if report else [],
+            "alarms": {a.detector: a.state.value for a in report.alarms} if report else {},
         }
         logger.info("monitor pass", extra=summary)
         return summary
@@ -114,19 +88,5 @@ _monitor: Monitor | None = None
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _monitor
     if _monitor is None:  # built on the first invocation, kept for the container's life
-        _monitor = build_monitor(Settings())
+        _monitor = Monitor(Settings())
     return _monitor.handle(event)
-
-
-def build_monitor(settings: Settings, s3_client: Any = None) -> Monitor:
-    """The monitor, starting a SageMaker training job on a retrain trigger when configured."""
-    monitor = Monitor(settings, s3_client=s3_client)
-    if settings.sagemaker_training_image_uri and settings.sagemaker_role_arn:
-        from recloop.loop.aws import TrainingJobStarter
-
-        monitor.on_trigger = TrainingJobStarter(settings, monitor.decisions)
-    else:
-        logger.warning(
-            "RECLOOP_SAGEMAKER_TRAINING_IMAGE_URI or _ROLE_ARN unset: alarms only, no retraining"
-        )
-    return monitor

@@ -1,40 +1,33 @@
-"""promote: a SageMaker training job's state change (EventBridge) -> gate -> approve or reject.
+"""promote: a SageMaker training job's state change (EventBridge) -> the retrain loop's verdict.
 
-The job registers its model under its run id, which is the training job's name. This handler
-only adapts the event:
-- Completed, version still PendingManualApproval: the gate compares it with the champion on
-  the holdout of the job's run and approves or rejects it (recloop.loop.gate_version ->
-  recloop.training.pipeline.gate_registered). The registered model was refitted with that
-  holdout, so its side is the holdout evaluation of the fit before the holdout that the run
-  kept in the bundle; the champion is scored on the same users and lake objects;
-- Completed, already decided by the job's own gate: the decision is recorded as it stands;
-- Failed or Stopped: a `hold` decision with the failure reason (nothing to promote).
-Every outcome becomes a decision in the loop's decision log (promote, reject, hold), so the
-next monitor pass opens the guard window for a new champion. Serving's watcher picks up the
-new champion by itself.
+An adapter: the job's name, status and failure reason go to recloop.loop.RetrainLoop.finish,
+which gates the job's model against the champion as it stands now (the job registered it
+without deciding), approves or rejects it, records the decision (so the next monitor pass opens
+the guard window of a new champion) and gives the retrain lease back. A redelivered event
+changes nothing. Serving's watcher picks up a new champion by itself.
 
 Errors propagate: a completed job whose model is not registered yet raises, so EventBridge
-retries; a failed gate raises, so the Lambda's error alarm sees it.
+retries; a failed gate raises, so the function's error alarm sees it.
 
-Environment: RECLOOP_LAKE_URI, RECLOOP_REGISTRY_URI (+ RECLOOP_REGISTRY_ARTIFACTS_URI for
-sagemaker://), RECLOOP_GATE_*, RECLOOP_TRAIN_*, RECLOOP_MONITOR_DECISION_LOG_URI.
+Environment (Terraform's modules/training): RECLOOP_LAKE_URI, RECLOOP_REGISTRY_URI,
+RECLOOP_REGISTRY_ARTIFACTS_URI, RECLOOP_MONITOR_DECISION_LOG_URI, RECLOOP_GATE_*,
+RECLOOP_TRAIN_*, RECLOOP_SAGEMAKER_*.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 
 from recloop.config import Settings
-from recloop.errors import ConfigError, NotFoundError
-from recloop.lake import Lake
-from recloop.loop import LoopConfig
-from recloop.loop.training import gate_version
-from recloop.monitoring.decisions import Action, DecisionLog
-from recloop.registry import ModelRegistry, ModelStatus, ModelVersion, registry_from_uri
+from recloop.errors import ConfigError
+from recloop.loop import RetrainLoop
+from recloop.loop.wiring import build_loop
 
 SERVICE = "promote"
 DETAIL_TYPE = "SageMaker Training Job State Change"
@@ -56,61 +49,27 @@ def job_of(event: dict[str, Any]) -> tuple[str, str, str | None]:
 
 
 class Promoter:
-    """One container's promoter: settings, lake, registry and decision log, created once."""
+    """One container's loop, built once."""
 
-    def __init__(self, settings: Settings, s3_client: Any = None, sagemaker_client: Any = None):
-        self.settings = settings
-        self.lake = Lake.from_uri(settings.lake_uri, s3_client=s3_client)
-        self.registry: ModelRegistry = registry_from_uri(
-            settings.registry_uri,
+    def __init__(
+        self, settings: Settings, s3_client: Any = None, sagemaker_client: Any = None
+    ) -> None:
+        self.loop: RetrainLoop = build_loop(
+            settings,
             s3_client=s3_client,
             sagemaker_client=sagemaker_client,
-            artifacts_uri=settings.registry_artifacts_uri,
+            cache_dir=Path(tempfile.gettempdir()) / "recloop-loop-cache",  # Lambda: /tmp only
         )
-        self.decisions = DecisionLog.from_settings(settings, s3_client=s3_client)
-        self.config = LoopConfig.from_settings(settings)
-
-    def _version_of(self, job: str) -> ModelVersion:
-        found = [v for v in self.registry.list() if v.run_id == job]
-        if not found:
-            raise NotFoundError(f"training job {job} has no registered model version (yet)")
-        return found[-1]
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         job, status, failure = job_of(event)
-        if status in ("InProgress", "Stopping"):
-            return {"job": job, "status": status, "action": None}
-        previous = self.registry.champion()
-        before = previous.version if previous else None
-        if status != "Completed":
-            self.decisions.record(
-                Action.HOLD,
-                "training_job",
-                previous_version=before,
-                evidence={"job": job, "status": status, "failure_reason": failure},
-                detail=f"training job {job} {status.lower()}: {failure or 'no reason given'}",
-            )
-            return {"job": job, "status": status, "action": Action.HOLD.value}
-        version = self._version_of(job)
-        if version.status is ModelStatus.PENDING:
-            version, decision = gate_version(
-                self.lake, self.registry, version.version, self.config.train, self.config.gate
-            )
-            evidence, reason = decision.evidence, decision.reason
-        else:
-            evidence, reason = version.evidence, version.reason or ""
-        approved = version.status is ModelStatus.APPROVED
-        action = Action.PROMOTE if approved else Action.REJECT
-        self.decisions.record(
-            action,
-            "gate",
-            model_version=version.version,
-            previous_version=before,
-            metrics=version.metrics,
-            evidence={**evidence, "job": job},
-            detail=reason,
-        )
-        summary = {"job": job, "status": status, "action": action.value, "version": version.version}
+        decided = self.loop.finish(job, status, failure)
+        summary = {
+            "job": job,
+            "status": status,
+            "action": decided[0].action.value if decided else None,
+            "version": decided[0].model_version if decided else None,
+        }
         logger.info("training job decided", extra=summary)
         return summary
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +23,7 @@ from typer.testing import CliRunner
 from recloop.events import Event, EventType
 from recloop.ingest import Ingestor
 from recloop.lake import Lake
-from recloop.loop import GuardConfig, LoopConfig, RetrainLoop, TrainSpec, train_and_gate
+from recloop.loop import GuardConfig, InProcessTrainer, LoopConfig, RetrainLoop, TrainSpec
 from recloop.monitoring import MonitorConfig
 from recloop.monitoring.decisions import Action, DecisionLog
 from recloop.registry import ModelStatus, registry_from_uri
@@ -42,7 +45,8 @@ def _config(**overrides: object) -> LoopConfig:
         max_model_age=timedelta(days=30),
     )
     train = TrainSpec(
-        family="als",
+        families=("als",),
+        search_budget=1,
         params={"factors": 8, "iterations": 6, "regularization": 0.2, "random_state": 0},
         window=timedelta(days=3),
         holdout=timedelta(hours=12),
@@ -197,10 +201,9 @@ def test_an_engagement_drop_triggers_a_retrain_gated_against_the_champion(site: 
 
 def _promoted_v2(site: Path, loop: RetrainLoop, at: datetime) -> None:
     """A second version approved by the loop at `at` over v1 (as a gated retrain would)."""
-    outcome = train_and_gate(
-        loop.lake, loop.registry, loop.config.train, loop.config.gate, at, apply_decision=False
-    )
-    assert outcome.version.version == "2"
+    options = loop.config.train.options(loop.config.gate, at)
+    ended = InProcessTrainer(loop.lake, loop.registry).start("by-hand-2", options, {})
+    assert ended.status == "Completed" and loop.registry.get("2").run_id == "by-hand-2"
     loop.registry.approve("2", "test: approved as the loop would", {})
     loop.decisions.record(
         Action.PROMOTE, "gate", model_version="2", previous_version="1", at=at, detail="test"
@@ -271,6 +274,9 @@ def test_loop_once_runs_one_pass_and_history_lists_its_decisions(
     monkeypatch.setenv("RECLOOP_REGISTRY_URI", (site / "registry").as_uri())
     monkeypatch.setenv("RECLOOP_MODEL_CACHE_DIR", str(site / "cache"))
     monkeypatch.setenv("RECLOOP_TRAIN_HOLDOUT_DAYS", "0.5")
+    # The loop runs `recloop train`'s search: every family, one configuration each here.
+    monkeypatch.setenv("RECLOOP_TRAIN_VALIDATION_DAYS", "0.5")
+    monkeypatch.setenv("RECLOOP_TRAIN_SEARCH_BUDGET", "1")
     monkeypatch.setenv("RECLOOP_GATE_BOOTSTRAP_SAMPLES", "200")
     get_settings.cache_clear()
 
@@ -288,3 +294,134 @@ def test_loop_once_runs_one_pass_and_history_lists_its_decisions(
     assert payload["log"].endswith("registry/decisions.jsonl")
     bad = CliRunner().invoke(app, ["loop", "history", "--action", "explode"])
     assert bad.exit_code == 2 and "unknown action" in bad.output
+
+
+# ---- concurrency and redelivery: the guarantees the Lambdas rely on -----------------------------
+
+
+class DeferredTrainer:
+    """A trainer whose jobs run elsewhere, as SageMaker's do: `start` returns at once.
+
+    The test runs the job itself (the real pipeline, via InProcessTrainer) when it chooses, then
+    reports its end with `RetrainLoop.finish`, as the promote Lambda does.
+    """
+
+    kind = "deferred"
+    lease_ttl = timedelta(hours=6)
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, object]] = []
+        self._lock = threading.Lock()
+
+    def job_name(self) -> str:
+        return f"job-{uuid.uuid4().hex[:8]}"
+
+    def start(self, job: str, options: object, context: dict[str, object]) -> None:
+        with self._lock:
+            self.started.append((job, options))
+
+
+def _deferred_loop(root: Path, trainer: DeferredTrainer) -> RetrainLoop:
+    return RetrainLoop(
+        Lake.from_uri((root / "lake").as_uri()),
+        registry_from_uri((root / "registry").as_uri()),
+        DecisionLog((root / "decisions.jsonl").as_uri()),
+        _config(cooldown=timedelta(0)),  # only the lease stands between two jobs
+        cache_dir=root / "cache",
+        trainer=trainer,
+    )
+
+
+def _run_job(loop: RetrainLoop, job: str, options: object) -> None:
+    ended = InProcessTrainer(loop.lake, loop.registry).start(job, options, {})  # type: ignore[arg-type]
+    assert ended.status == "Completed", ended.failure
+
+
+def test_two_passes_at_once_start_one_training_job(site: Path) -> None:
+    trainer = DeferredTrainer()
+    loops = [_deferred_loop(site, trainer) for _ in range(4)]
+    barrier = threading.Barrier(len(loops))
+
+    def one_pass(loop: RetrainLoop) -> list[str]:
+        barrier.wait()
+        return loop.step(NOW - timedelta(hours=2)).actions()
+
+    with ThreadPoolExecutor(len(loops)) as pool:
+        results = list(pool.map(one_pass, loops))
+
+    assert len(trainer.started) == 1, results
+    logged = DecisionLog((site / "decisions.jsonl").as_uri()).list(actions=[Action.RETRAIN])
+    assert len(logged) == 1 and logged[0].evidence["job"] == trainer.started[0][0]
+    # A later pass while the job runs holds; it does not start a second job.
+    later = loops[0].step(NOW - timedelta(hours=1))
+    assert later.actions() == ["hold"] and "still running" in later.decisions[0].detail
+    assert len(trainer.started) == 1
+
+
+def test_the_retrain_decision_is_recorded_before_the_job_starts(site: Path) -> None:
+    log = DecisionLog((site / "decisions.jsonl").as_uri())
+    seen: list[list[Action]] = []
+
+    class Watching(DeferredTrainer):
+        def start(self, job: str, options: object, context: dict[str, object]) -> None:
+            seen.append([d.action for d in log.list()])
+            super().start(job, options, context)
+
+    _deferred_loop(site, Watching()).step(NOW - timedelta(hours=2))
+
+    assert seen == [[Action.RETRAIN]]
+
+
+def test_a_redelivered_event_changes_nothing(site: Path) -> None:
+    trainer = DeferredTrainer()
+    loop = _deferred_loop(site, trainer)
+    log_file = site / "decisions.jsonl"
+
+    first = loop.step(NOW - timedelta(hours=2), event_id="evt-1")
+    after_first = log_file.read_bytes()
+    again = loop.step(NOW - timedelta(hours=2), event_id="evt-1")
+
+    assert first.actions() == ["retrain"] and again.actions() == [] and again.skipped
+    assert log_file.read_bytes() == after_first and len(trainer.started) == 1
+    job, options = trainer.started[0]
+    _run_job(loop, job, options)
+    verdict = loop.finish(job, "Completed")
+    after_verdict = log_file.read_bytes()
+    status = loop.registry.get("1").status
+
+    assert [d.action for d in verdict] == [Action.PROMOTE]
+    assert loop.finish(job, "Completed") == []  # the job-state-change event, delivered twice
+    assert log_file.read_bytes() == after_verdict and loop.registry.get("1").status is status
+    # The job's end gave the retrain lease back: the next due retrain may start.
+    assert loop.retrain_lease.holder(NOW) is None
+
+
+def test_a_job_finishing_after_a_newer_champion_is_gated_against_that_champion(
+    site: Path,
+) -> None:
+    trainer = DeferredTrainer()
+    loop = _deferred_loop(site, trainer)
+    loop.step(NOW - timedelta(hours=2))
+    first_job, options = trainer.started[0]
+    _run_job(loop, first_job, options)
+    loop.finish(first_job, "Completed")  # v1, the champion
+    # A drop: the loop starts job A against v1 ...
+    _served(site, "1", NOW - timedelta(minutes=50), NOW - timedelta(minutes=11), 500, 0.5, 1)
+    _served(site, "1", NOW - timedelta(minutes=11), NOW - timedelta(minutes=1), 300, 0.2, 2)
+    assert "retrain" in loop.step(NOW).actions()
+    job_a, options_a = trainer.started[1]
+    _run_job(loop, job_a, options_a)  # v2, gated (not applied) against v1 when it ran
+    a = next(v for v in loop.registry.list() if v.run_id == job_a)
+    assert a.status is ModelStatus.PENDING
+    # ... and while it was running, someone approved another model: v3.
+    _run_job(loop, "by-hand-3", options_a)
+    loop.registry.approve("3", "approved by hand while job A ran", {})
+
+    [verdict] = loop.finish(job_a, "Completed")
+
+    assert verdict.model_version == a.version and verdict.previous_version == "3"
+    assert verdict.evidence["champion_version"] == "3"
+    assert verdict.evidence["incumbent"] == "champion v3"
+    # Identical data and configuration: A cannot beat v3 by the margin, so it is not approved.
+    assert verdict.action is Action.REJECT
+    assert loop.registry.champion().version == "3"  # type: ignore[union-attr]

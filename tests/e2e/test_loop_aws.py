@@ -1,4 +1,9 @@
-"""The loop in AWS: a retrain trigger starts a SageMaker training job (moto), once per incident."""
+"""The SageMaker trainer: a retrain starts one training job (moto) that registers without deciding.
+
+The loop's own guarantees (one job at a time, idempotent events, the verdict against the
+champion of the moment) are tested in test_loop.py; the whole wiring on moto's server in
+test_demo_aws.py.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +15,13 @@ import pytest
 from moto import mock_aws
 
 from recloop.config import Settings, get_settings
-from recloop.loop.aws import TrainingJobStarter
-from recloop.monitoring import ENGAGEMENT_DROP, Alarm, AlarmState, MonitorConfig, MonitorReport
-from recloop.monitoring.decisions import Action, DecisionLog
+from recloop.loop import SageMakerTrainer, TrainSpec
+from recloop.loop.wiring import launch_config
+from recloop.registry.gate import GateConfig
 from recloop.training.pipeline import TrainOptions
-from recloop.training.sagemaker import hyperparameters_to_options
+from recloop.training.sagemaker import DECIDE, hyperparameters_to_options
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
-
-
-def _report(at: datetime) -> MonitorReport:
-    drop = Alarm(
-        ENGAGEMENT_DROP,
-        AlarmState.ALARM,
-        "3: engagement dropped, CTR 40% -> 25%",
-        at,
-        "3",
-        {"current": {"ctr": 0.25}, "baseline": {"ctr": 0.40}},
-    )
-    return MonitorReport(at, "3", [drop], MonitorConfig())
 
 
 @pytest.fixture
@@ -40,7 +33,6 @@ def aws_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
         "RECLOOP_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recloop-training",
         "RECLOOP_SAGEMAKER_TRAINING_IMAGE_URI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/t:1",
         "RECLOOP_SAGEMAKER_OUTPUT_URI": "s3://recloop-data/training-output",
-        "RECLOOP_MONITOR_DECISION_LOG_URI": "s3://recloop-data/models/decisions.jsonl",
         # The SDK checks the role with iam:SimulatePrincipalPolicy, which moto lacks.
         "SAGEMAKER_VALIDATE_ROLE": "false",
     }
@@ -51,7 +43,7 @@ def aws_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 @pytest.mark.slow
-def test_a_trigger_starts_one_training_job_and_a_second_within_the_cooldown_is_held(
+def test_a_retrain_starts_one_job_that_registers_without_deciding(
     aws_settings: Settings,
 ) -> None:
     with mock_aws():
@@ -59,44 +51,28 @@ def test_a_trigger_starts_one_training_job_and_a_second_within_the_cooldown_is_h
         session.client("iam").create_role(
             RoleName="recloop-training", AssumeRolePolicyDocument="{}"
         )
-        s3 = session.client("s3")
-        s3.create_bucket(Bucket="recloop-data")
+        session.client("s3").create_bucket(Bucket="recloop-data")
         sent: list[dict[str, Any]] = []
         session.events.register(
             "provide-client-params.sagemaker.CreateTrainingJob",
             lambda params, **_: sent.append(dict(params)),
         )
-        decisions = DecisionLog(aws_settings.monitor_decision_log_uri or "", s3_client=s3)
-        starter = TrainingJobStarter(
-            aws_settings, decisions, cooldown=timedelta(hours=1), boto_session=session
-        )
+        trainer = SageMakerTrainer(launch_config(aws_settings), boto_session=session)
+        job = trainer.job_name()
+        spec = TrainSpec(window=timedelta(days=14), holdout=timedelta(days=1))
 
-        job = starter(_report(NOW))
-        again = starter(_report(NOW + timedelta(minutes=15)))
-        logged = decisions.list()
+        ended = trainer.start(job, spec.options(GateConfig(), NOW), {"trigger": "test"})
 
-    assert job is not None and again is None
+    assert ended is None  # the job runs on SageMaker; its state change event ends it
     [request] = sent
-    assert request["TrainingJobName"] == job
-    options = hyperparameters_to_options(request["HyperParameters"], TrainOptions())
-    assert options.until == NOW.isoformat()  # the job trains on the lake up to the alarm
+    assert request["TrainingJobName"].startswith(job + "-")
+    hp = dict(request["HyperParameters"])
+    assert hp.pop(DECIDE) == "false"  # the loop applies the verdict when the job ends
+    options = hyperparameters_to_options(hp, TrainOptions())
+    assert options.until == NOW.isoformat() and options.families == ()  # the whole search
     assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
         "s3://recloop-data/lake"
     )
-    assert [d.action for d in logged] == [Action.RETRAIN, Action.HOLD]
-    retrain, hold = logged
-    assert retrain.trigger == ENGAGEMENT_DROP and retrain.previous_version == "3"
-    assert retrain.evidence["job"] == job
-    assert retrain.evidence["alarms"][0]["evidence"]["current"]["ctr"] == 0.25
-    assert "cooldown" in hold.detail
-
-
-def test_a_report_without_retrain_triggers_starts_nothing(aws_settings: Settings) -> None:
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("no job may start without a trigger")
-
-    decisions = DecisionLog("file:///nonexistent/never-written.jsonl")
-    starter = TrainingJobStarter(aws_settings, decisions, launcher=refuse)
-    quiet = MonitorReport(NOW, "3", [], MonitorConfig())
-
-    assert starter(quiet) is None
+    assert trainer.lease_ttl > timedelta(
+        seconds=request["StoppingCondition"]["MaxRuntimeInSeconds"]
+    )

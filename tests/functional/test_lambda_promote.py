@@ -91,10 +91,10 @@ def _register(promoter: Any, run_id: str, factors: int = 8) -> str:
         validation_days=0.5,
         search_budget=1,
     )
-    registry = promoter.registry
+    registry = promoter.loop.registry
     result = train(
         options,
-        promoter.lake,
+        promoter.loop.lake,
         registry,
         RunTracker.for_registry(registry),
         run_id=run_id,
@@ -112,33 +112,38 @@ def test_a_completed_job_with_a_pending_model_is_gated_and_promoted(
     summary = promoter.handle(_job_event(aws_event("eventBridgeEvent.json"), "Completed"))
 
     assert summary == {"job": JOB, "status": "Completed", "action": "promote", "version": version}
-    approved = promoter.registry.get(version)
+    approved = promoter.loop.registry.get(version)
     assert approved.status is ModelStatus.APPROVED
     assert approved.evidence["incumbent"] == "popularity"
     # The challenger's side is the fit before the holdout (the registered holdout metrics),
     # not the registered refit scored on a holdout it has seen.
     assert approved.evidence["challenger"] == approved.metrics["recall@10"]
-    [decision] = promoter.decisions.list()
+    [decision] = promoter.loop.decisions.list()
     assert decision.action is Action.PROMOTE and decision.model_version == version
     assert decision.previous_version is None
     assert decision.evidence["job"] == JOB and decision.evidence["bootstrap"]["lower"] > 0
+    # EventBridge delivers at least once: the same event again changes nothing.
+    again = promoter.handle(_job_event(aws_event("eventBridgeEvent.json"), "Completed"))
+    assert again["action"] is None and len(promoter.loop.decisions.list()) == 1
 
 
 def test_a_model_the_job_already_gated_is_recorded_as_decided(
     promoter: Any, aws_event: Any
 ) -> None:
     first = _register(promoter, "an-earlier-job")
-    promoter.registry.approve(first, "first model", {})
+    promoter.loop.registry.approve(first, "first model", {})
     version = _register(promoter, JOB)
-    promoter.registry.reject(version, "rejected (improvement below the margin)", {"metric": "x"})
+    promoter.loop.registry.reject(
+        version, "rejected (improvement below the margin)", {"metric": "x"}
+    )
 
     summary = promoter.handle(_job_event(aws_event("eventBridgeEvent.json"), "Completed"))
 
     assert summary["action"] == "reject"
-    [decision] = promoter.decisions.list()
+    [decision] = promoter.loop.decisions.list()
     assert decision.action is Action.REJECT and decision.previous_version == first
     assert decision.detail == "rejected (improvement below the margin)"
-    assert promoter.registry.champion().version == first
+    assert promoter.loop.registry.champion().version == first
 
 
 def test_a_failed_job_is_held_with_its_reason(promoter: Any, aws_event: Any) -> None:
@@ -149,9 +154,9 @@ def test_a_failed_job_is_held_with_its_reason(promoter: Any, aws_event: Any) -> 
     summary = promoter.handle(event)
 
     assert summary["action"] == "hold"
-    [decision] = promoter.decisions.list()
+    [decision] = promoter.loop.decisions.list()
     assert decision.action is Action.HOLD and "out of memory" in decision.detail
-    assert promoter.registry.list() == []
+    assert promoter.loop.registry.list() == []
 
 
 def test_a_completed_job_without_a_registered_model_raises_for_a_retry(
@@ -159,7 +164,7 @@ def test_a_completed_job_without_a_registered_model_raises_for_a_retry(
 ) -> None:
     with pytest.raises(NotFoundError, match=JOB):
         promoter.handle(_job_event(aws_event("eventBridgeEvent.json"), "Completed"))
-    assert promoter.decisions.list() == []
+    assert promoter.loop.decisions.list() == []
 
 
 def test_other_events_are_refused(aws_event: Any) -> None:

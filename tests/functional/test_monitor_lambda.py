@@ -17,7 +17,7 @@ from recloop.config import Settings
 from recloop.events import EVENT_SCHEMA
 from recloop.lake import Lake
 from recloop.monitoring.champion import champion_info
-from recloop.monitoring.decisions import Action
+from recloop.monitoring.decisions import Action, DecisionLog
 from recloop.registry import StoreRegistry
 from training_fixtures import register_test_family, saved_bundle
 
@@ -93,14 +93,16 @@ def test_schedule_event_finds_a_drop_records_the_alarm_and_prints_emf(
                       "b1")  # fmt: skip
     event = aws_event("eventBridgeEvent.json")
     event["time"] = (start + timedelta(hours=7, minutes=15)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    fired: list[Any] = []
-    result = monitor.Monitor(settings, s3_client=client, on_trigger=fired.append).handle(event)
+    jobs = JobRecorder()
+    result = monitor.Monitor(settings, s3_client=client, trainer=jobs).handle(event)
     assert result["triggers"] == ["engagement_drop"]
     assert result["alarms"]["traffic_drift"] == "OK" and result["alarms"]["stale_model"] == "OK"
-    assert len(fired) == 1 and fired[0].model_version == champion.version
-    decisions = monitor.DecisionLog.from_settings(settings, s3_client=client).list()
-    assert [d.action for d in decisions] == [Action.ALARM]
-    assert decisions[0].evidence["engagement_drop"]["p_value"] < 0.01
+    assert result["actions"] == ["alarm", "retrain"] and len(jobs.started) == 1
+    decisions = DecisionLog.from_settings(settings, s3_client=client).list()
+    assert [d.action for d in decisions] == [Action.ALARM, Action.RETRAIN]
+    assert decisions[0].evidence["evidence"]["p_value"] < 0.01
+    assert decisions[1].previous_version == champion.version
+    assert decisions[1].evidence["job"] == jobs.started[0]
     docs = _emf(capsys.readouterr().out)
     assert {d["detector"]: d["AlarmState"] for d in docs if "AlarmState" in d}[
         "engagement_drop"
@@ -114,7 +116,7 @@ def test_real_event_times_are_used_as_now(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     client, settings, _ = world
-    handler = monitor.Monitor(settings, s3_client=client)
+    handler = monitor.Monitor(settings, s3_client=client, trainer=JobRecorder())
     # The shared EventBridge sample is a replay from 2017: the lake had nothing then.
     scheduled = handler.handle(aws_event("eventBridgeEvent.json"))
     assert scheduled["now"] == "2017-12-22T18:43:48+00:00"
@@ -122,7 +124,9 @@ def test_real_event_times_are_used_as_now(
     alarm = handler.handle(aws_event("cloudWatchAlarmEventSingleMetric.json"))
     assert alarm["now"] == "2024-02-17T11:53:08.431000+00:00"
     assert alarm["source"] == "aws.cloudwatch"
-    assert monitor.DecisionLog.from_settings(settings, s3_client=client).list() == []
+    # The alarm was recorded once, when it started firing; the CloudWatch event saw it firing.
+    logged = DecisionLog.from_settings(settings, s3_client=client).list()
+    assert [(d.action, d.trigger) for d in logged] == [(Action.ALARM, "silent_stream")]
     assert monitor.event_time({"source": "aws.events", "time": "2026-01-01T00:00:00Z"}) == (
         datetime(2026, 1, 1, tzinfo=UTC)
     )
@@ -133,18 +137,37 @@ def test_real_event_times_are_used_as_now(
     capsys.readouterr()
 
 
-def test_a_configured_monitor_starts_training_on_a_trigger_and_a_bare_one_only_alarms(
+def test_the_monitor_retrains_with_sagemaker_or_refuses_to_start(
     world: tuple[Any, Settings, StoreRegistry],
 ) -> None:
-    from recloop.loop.aws import TrainingJobStarter
+    from recloop.loop import SageMakerTrainer
 
     client, settings, _ = world
-    assert monitor.build_monitor(settings, s3_client=client).on_trigger is None
+    with pytest.raises(monitor.ConfigError, match="SAGEMAKER_TRAINING_IMAGE_URI"):
+        monitor.Monitor(settings, s3_client=client)
     configured = settings.model_copy(
         update={
             "sagemaker_role_arn": "arn:aws:iam::123456789012:role/recloop-training",
             "sagemaker_training_image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/t:1",
+            "sagemaker_output_uri": "s3://recloop-test-lake/jobs",
         }
     )
-    starter = monitor.build_monitor(configured, s3_client=client).on_trigger
-    assert isinstance(starter, TrainingJobStarter)
+    trainer = monitor.Monitor(configured, s3_client=client).loop.trainer
+    assert isinstance(trainer, SageMakerTrainer)
+    assert trainer.job_name().startswith("recloop-train-")  # Terraform's IAM name pattern
+
+
+class JobRecorder:
+    """A trainer whose jobs run elsewhere (as SageMaker's): it records what was started."""
+
+    kind = "recorded"
+    lease_ttl = timedelta(hours=7)
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def job_name(self) -> str:
+        return f"recloop-train-{len(self.started):08d}"
+
+    def start(self, job: str, options: Any, context: dict[str, Any]) -> None:
+        self.started.append(job)

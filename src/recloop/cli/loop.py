@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -35,19 +34,10 @@ _STYLE = {
 
 def _build_loop() -> RetrainLoop:
     from recloop.config import get_settings
-    from recloop.lake import Lake
-    from recloop.loop import LoopConfig, RetrainLoop
-    from recloop.monitoring.decisions import DecisionLog
-    from recloop.registry import open_registry
+    from recloop.loop.wiring import build_loop
 
-    settings = get_settings()
-    return RetrainLoop(
-        Lake.from_uri(settings.lake_uri),
-        open_registry(),
-        DecisionLog.from_settings(settings),
-        LoopConfig.from_settings(settings),
-        cache_dir=Path(settings.model_cache_dir).parent / "loop-cache",
-    )
+    # The same controller as the Lambdas; a SageMaker job per retrain when one is configured.
+    return build_loop(get_settings())
 
 
 def _print_step(step: StepResult) -> None:

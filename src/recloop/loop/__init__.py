@@ -2,19 +2,22 @@
 
 loop = RetrainLoop(lake, registry, DecisionLog.from_settings(settings), LoopConfig(...))
 result = loop.step()        # one pass; every decision lands in the decision log
+loop.finish(job, status)    # a training job ended (the promote Lambda; in-process: by itself)
 """
 
-from recloop.loop.controller import GuardConfig, LoopConfig, RetrainLoop, StepResult
+from recloop.loop.controller import LoopConfig, RetrainLoop, StepResult
 from recloop.loop.errors import LoopError
-from recloop.loop.training import TrainOutcome, TrainSpec, train_and_gate
+from recloop.loop.guard import GuardConfig
+from recloop.loop.training import InProcessTrainer, SageMakerTrainer, Trainer, TrainSpec
 
 __all__ = [
     "GuardConfig",
+    "InProcessTrainer",
     "LoopConfig",
     "LoopError",
     "RetrainLoop",
+    "SageMakerTrainer",
     "StepResult",
-    "TrainOutcome",
     "TrainSpec",
-    "train_and_gate",
+    "Trainer",
 ]

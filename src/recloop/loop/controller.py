@@ -1,26 +1,41 @@
 """The retrain loop: monitor -> train -> gate -> promote -> guard window -> rollback.
 
-One `step(now)` is one pass; `recloop loop` calls it on an interval, the monitor Lambda once per
-schedule. The loop keeps no state of its own between passes: the registry says who the champion
-is and when it was approved, the decision log says what was already decided. So a pass can run
-anywhere, and two passes never disagree about the past.
+This module is the only place where the loop's policy lives; `recloop loop`, the demo and the
+two AWS Lambdas (monitor: `step` on the EventBridge schedule; promote: `finish` on a training
+job's state change) all call it, with a trainer strategy (recloop.loop.training): in-process or
+a SageMaker training job.
 
-A pass:
+State: none in memory. The registry says who the champion is; the decision log says what was
+decided; a small object store beside the decision log (`<log folder>/loop/`) holds the leases,
+the alarms firing at the last pass and the events already handled. So a pass can run anywhere
+(a laptop, a Lambda container that is gone a minute later) and passes are safe to run at once:
+- one pass at a time: a pass takes the `pass` lease; a pass that cannot is a no-op;
+- one retrain at a time: a retrain takes the `retrain` lease (expiring after the trainer's
+  longest run) before it records its decision and starts the job; the lease goes back when
+  the job's verdict is recorded, so a multi-hour job and an hourly schedule start one job;
+- the decision is recorded before the job starts: a crash between the two leaves a decision
+  without a job, never a job nobody knows about;
+- an event handled once changes nothing when it comes again: a pass with an `event_id` already
+  handled returns at once; a job's end whose verdict is recorded returns at once;
+- a job's model is gated against the champion as it stands when the job finishes: the job
+  registers its model without deciding; `finish` applies the job's own verdict only when it
+  was reached against the current champion, and gates it again otherwise.
+
+A pass (`step`):
 1. No champion: train one (it must beat popularity).
-2. A champion approved less than `guard` ago that has not been cleared: the guard window. Its
-   CTR since approval is compared with the previous champion's CTR just before; significantly
-   lower (one-sided two-proportion z-test, minimum volumes, minimum relative loss) -> the new
-   champion is rejected, which makes the previous one champion again (a rollback). When the
-   window ends without a significant loss, the guard is cleared.
-3. Otherwise the detectors run; an engagement drop or a stale model triggers a retrain (unless
-   one ran less than `cooldown` ago), gated against the champion; the winner is approved and
-   serving swaps to it on its next registry poll.
+2. A champion promoted by the loop over another and not yet cleared: the guard window
+   (recloop.loop.guard). A significant online loss rejects it, which makes the previous
+   champion champion again (a rollback); when the window ends, the guard is closed.
+3. Otherwise the detectors run; an alarm is recorded once per firing (when it starts firing
+   for this champion); an engagement drop or a stale model triggers a retrain, unless one ran
+   less than `cooldown` ago, one is running, or the event stream is silent.
 Every action and every firing alarm is a Decision in the decision log, with its evidence.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,50 +43,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from recloop.config import Settings
-from recloop.errors import RecloopError
+from recloop.errors import NotFoundError, RecloopError
 from recloop.lake import Lake
-from recloop.loop.training import TrainOutcome, TrainSpec, train_and_gate
+from recloop.lake.store import ObjectStore, store_from_uri
+from recloop.loop.guard import GUARD, GuardConfig, Verdict, guard_counts, judge
+from recloop.loop.lease import Lease, LeaseToken
+from recloop.loop.training import COMPLETED, InProcessTrainer, JobEnd, Trainer, TrainSpec
 from recloop.monitoring import (
     ENGAGEMENT_DROP,
     SILENT_STREAM,
-    Counts,
-    Engagement,
     ModelInfo,
     MonitorConfig,
     MonitorReport,
     run_checks,
-    two_proportion_ztest,
 )
 from recloop.monitoring.decisions import Action, Decision, DecisionLog
-from recloop.registry import ModelRegistry, ModelVersion
-from recloop.registry.gate import GateConfig
+from recloop.registry import ModelRegistry, ModelStatus, ModelVersion
+from recloop.registry.gate import GateConfig, GateDecision, apply
 from recloop.training.bundle import ModelBundle
+from recloop.training.pipeline import gate_registered
+from recloop.training.runs import RunTracker
 
 log = logging.getLogger(__name__)
 
-GUARD = "guard_window"
+__all__ = ["GUARD", "GuardConfig", "LoopConfig", "RetrainLoop", "StepResult", "loop_state_uri"]
 
-
-@dataclass(frozen=True)
-class GuardConfig:
-    """When a freshly promoted champion is rolled back."""
-
-    window: timedelta = timedelta(hours=2)  # how long after approval it is watched
-    min_impressions: int = 300  # on each side before a verdict
-    alpha: float = 0.01
-    min_relative_loss: float = 0.10  # smaller losses are noise worth keeping the model for
-    reference: timedelta = timedelta(hours=1)  # the previous champion's window before approval
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "window_seconds": self.window.total_seconds(),
-            "min_impressions": self.min_impressions,
-            "alpha": self.alpha,
-            "min_relative_loss": self.min_relative_loss,
-            "reference_seconds": self.reference.total_seconds(),
-        }
+_RUNNING = ("InProgress", "Stopping")
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,21 @@ class LoopConfig:
     # After an engagement drop, its pre-drop baseline stays the reference for this long (or
     # until a promotion), so a rejected retrain is retried while CTR stays down.
     incident_window: timedelta = timedelta(hours=6)
+    # The pass lease's expiry: a pass that died (a Lambda timeout) blocks others this long.
+    pass_timeout: timedelta = timedelta(minutes=15)
+    # A job's end is decided under a short lease of its own (two deliveries at once).
+    finish_timeout: timedelta = timedelta(minutes=15)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LoopConfig:
         monitor = MonitorConfig.from_settings(settings)
+        holdout = timedelta(days=settings.train_holdout_days)
+        validation = timedelta(days=settings.train_validation_days)
         train = TrainSpec(
-            window=timedelta(days=28),
-            holdout=timedelta(days=min(settings.train_holdout_days, 7.0)),
+            search_budget=settings.train_search_budget,
+            window=max(timedelta(days=28), (holdout + validation) * 2),
+            holdout=holdout,
+            validation=validation,
             k=settings.train_k,
             eval_users=settings.train_eval_users,
             seed=settings.train_seed,
@@ -125,10 +133,15 @@ class StepResult:
     champion: str | None
     decisions: list[Decision] = field(default_factory=list)
     report: MonitorReport | None = None
-    outcome: TrainOutcome | None = None
+    skipped: str | None = None  # why the pass did nothing: another pass runs, event handled
 
     def actions(self) -> list[str]:
         return [d.action.value for d in self.decisions]
+
+
+def loop_state_uri(decision_log_uri: str) -> str:
+    """Where the loop keeps its leases and markers: `loop/` beside the decision log."""
+    return decision_log_uri.rsplit("/", 1)[0] + "/loop"
 
 
 class RetrainLoop:
@@ -142,6 +155,9 @@ class RetrainLoop:
         config: LoopConfig | None = None,
         cache_dir: Path | None = None,
         *,
+        trainer: Trainer | None = None,
+        state: ObjectStore | None = None,
+        s3_client: Any = None,
         clock: Callable[[], datetime] | None = None,
         train_spec_for: Callable[[int], TrainSpec] | None = None,
     ) -> None:
@@ -150,35 +166,89 @@ class RetrainLoop:
         self.decisions = decisions
         self.config = config or LoopConfig()
         self.cache_dir = Path(cache_dir) if cache_dir else Path(".recloop") / "loop-cache"
+        self.trainer: Trainer = trainer or InProcessTrainer(lake, registry)
+        self.state = state or store_from_uri(loop_state_uri(decisions.uri), s3_client=s3_client)
         self._clock = clock or (lambda: datetime.now(UTC))
         # The n-th retrain's spec (n counts from 1); the demo's sabotage scenario swaps one in.
         self._train_spec_for = train_spec_for or (lambda n: self.config.train)
         self._known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self._firing: set[tuple[str, str]] = set()  # alarms firing at the last pass
+        self.retrain_lease = Lease(self.state, "retrain")
+        self.pass_lease = Lease(self.state, "pass")
 
     # ---- one pass ---------------------------------------------------------------------------
 
-    def step(self, now: datetime | None = None) -> StepResult:
-        """One pass of the loop at `now` (default: the clock)."""
+    def step(self, now: datetime | None = None, event_id: str | None = None) -> StepResult:
+        """One pass of the loop at `now` (default: the clock); `event_id` makes it idempotent."""
         now = (now or self._clock()).astimezone(UTC)
+        result = StepResult(now, None)
+        if event_id is not None and self._handled(event_id):
+            result.skipped = f"event {event_id} was handled already"
+            return result
+        token = self.pass_lease.acquire(event_id or uuid.uuid4().hex, self.config.pass_timeout, now)
+        if token is None:
+            result.skipped = "another pass is running"
+            return result
+        try:
+            # Checked again under the lease: a duplicate delivery may have finished meanwhile.
+            if event_id is not None and self._handled(event_id):
+                result.skipped = f"event {event_id} was handled already"
+                return result
+            self._pass(result)
+            if event_id is not None:
+                self.state.put_if_absent(f"events/{event_id}", orjson.dumps(result.actions()))
+        finally:
+            self.pass_lease.release(token)
+        return result
+
+    def _handled(self, event_id: str) -> bool:
+        return any(True for _ in self.state.list(f"events/{event_id}"))
+
+    def _pass(self, result: StepResult) -> None:
+        now = result.now
         champion = self.registry.champion()
-        result = StepResult(now, champion.version if champion else None)
+        result.champion = champion.version if champion else None
         if champion is None:
             self._retrain(result, "no_champion", None, {"reason": "nothing is approved yet"})
-            return result
-        guarding = self._guard_open(champion, now)
+            return
+        guarding = self._guard_open(champion)
         if guarding:
             self._guard(result, champion)
             if any(d.action is Action.ROLLBACK for d in result.decisions):
-                return result
+                return
         info = self._model_info(champion, now)
         report = run_checks(self.lake, info, now, self.config.monitor)
         result.report = report
-        firing = {(a.detector, champion.version) for a in report.firing}
-        fresh = [a for a in report.firing if (a.detector, champion.version) not in self._firing]
-        self._firing = firing
-        # An alarm is logged when it starts firing, not on every pass while it lasts.
-        for alarm in fresh:
+        self._record_alarms(result, report, champion)
+        triggers = report.triggers()
+        if not triggers or guarding:
+            # A champion in its guard window is judged by the guard, not retrained.
+            return
+        evidence: dict[str, Any] = {"alarms": [a.to_dict() for a in triggers]}
+        hold = self._retrain_blocked(now, report, evidence)
+        if hold is not None:
+            detail, extra = hold
+            result.decisions.append(
+                self.decisions.record(
+                    Action.HOLD,
+                    triggers[0].detector,
+                    model_version=champion.version,
+                    evidence={**evidence, **extra},
+                    detail=detail,
+                    at=now,
+                )
+            )
+            return
+        self._retrain(result, triggers[0].detector, champion, evidence)
+
+    def _record_alarms(
+        self, result: StepResult, report: MonitorReport, champion: ModelVersion
+    ) -> None:
+        """An alarm is logged when it starts firing for a champion, not on every pass."""
+        firing = sorted({f"{a.detector}@{champion.version}" for a in report.firing})
+        before = self._firing_before()
+        for alarm in report.firing:
+            if f"{alarm.detector}@{champion.version}" in before:
+                continue
             result.decisions.append(
                 self.decisions.record(
                     Action.ALARM,
@@ -186,49 +256,48 @@ class RetrainLoop:
                     model_version=champion.version,
                     evidence=alarm.to_dict(),
                     detail=alarm.summary,
-                    at=now,
+                    at=result.now,
                 )
             )
-        triggers = report.triggers()
-        if not triggers or guarding:
-            # A champion in its guard window is judged by the guard, not retrained.
-            return result
+        if set(firing) != before:
+            self._write_firing(firing)
+
+    def _firing_before(self) -> set[str]:
+        keys = [info.key for info in self.state.list("firing/")]
+        if not keys:
+            return set()
+        return set(orjson.loads(self.state.get(keys[-1])))
+
+    def _write_firing(self, firing: list[str]) -> None:
+        # Objects are never replaced: each change is the next numbered object (under the pass
+        # lease, so numbers do not race; a lost race only repeats an alarm line).
+        keys = [info.key for info in self.state.list("firing/")]
+        number = int(keys[-1].rsplit("/", 1)[-1].split(".")[0]) + 1 if keys else 1
+        self.state.put_if_absent(f"firing/{number:010d}.json", orjson.dumps(firing))
+
+    def _retrain_blocked(
+        self, now: datetime, report: MonitorReport, evidence: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Why a due retrain must wait (the detail and extra evidence), or None."""
+        running = self.retrain_lease.holder(now)
+        if running is not None:
+            return _still_running(running), {"running": running.to_dict()}
         last = self._last(Action.RETRAIN)
         if last is not None and now - last.at < self.config.cooldown:
-            result.decisions.append(
-                self.decisions.record(
-                    Action.HOLD,
-                    triggers[0].detector,
-                    model_version=champion.version,
-                    evidence={
-                        "alarms": [a.to_dict() for a in triggers],
-                        "last_retrain_at": last.at.isoformat(),
-                        "cooldown_seconds": self.config.cooldown.total_seconds(),
-                    },
-                    detail="retrain due but the last one was too recent (cooldown)",
-                    at=now,
-                )
+            return (
+                "retrain due but the last one was too recent (cooldown)",
+                {
+                    "last_retrain_at": last.at.isoformat(),
+                    "cooldown_seconds": self.config.cooldown.total_seconds(),
+                },
             )
-            return result
-        evidence = {"alarms": [a.to_dict() for a in triggers]}
         silent = report.get(SILENT_STREAM)
         if silent is not None and silent.firing:
             # No fresh events: a retrain would learn nothing new and the gate has no holdout.
-            result.decisions.append(
-                self.decisions.record(
-                    Action.HOLD,
-                    triggers[0].detector,
-                    model_version=champion.version,
-                    evidence={**evidence, "silent_stream": silent.to_dict()},
-                    detail="retrain due but the event stream is silent",
-                    at=now,
-                )
-            )
-            return result
-        self._retrain(result, triggers[0].detector, champion, evidence)
-        return result
+            return "retrain due but the event stream is silent", {"silent_stream": silent.to_dict()}
+        return None
 
-    # ---- retrain, gate, promote ---------------------------------------------------------------
+    # ---- retrain: lease, decision, job -------------------------------------------------------
 
     def _retrain(
         self,
@@ -239,54 +308,167 @@ class RetrainLoop:
     ) -> None:
         now = result.now
         previous = champion.version if champion else None
+        job = self.trainer.job_name()
+        token = self.retrain_lease.acquire(
+            job, self.trainer.lease_ttl, now, {"trigger": trigger, "trainer": self.trainer.kind}
+        )
+        if token is None:
+            running = self.retrain_lease.holder(now)
+            result.decisions.append(
+                self.decisions.record(
+                    Action.HOLD,
+                    trigger,
+                    previous_version=previous,
+                    evidence={**evidence, "running": running.to_dict() if running else None},
+                    detail=_still_running(running),
+                    at=now,
+                )
+            )
+            return
         number = len(self.decisions.list(actions=[Action.RETRAIN])) + 1
         spec = self._train_spec_for(number)
+        options = spec.options(self.config.gate, now)
+        # Recorded before the job starts: the job's end is matched to this decision by name.
         result.decisions.append(
             self.decisions.record(
                 Action.RETRAIN,
                 trigger,
                 previous_version=previous,
                 metrics={"retrain_number": number},
-                evidence={**evidence, "train": spec.to_dict()},
-                detail=f"retrain #{number} on the last {spec.window} (trigger: {trigger})",
+                evidence={
+                    **evidence,
+                    "job": job,
+                    "trainer": self.trainer.kind,
+                    "lease": token.to_dict(),
+                    "train": spec.to_dict(),
+                    "guard_reference_start": _reference_start(evidence),
+                },
+                detail=f"retrain #{number} on the last {spec.window} (trigger: {trigger}, "
+                f"{self.trainer.kind} job {job})",
                 at=now,
             )
         )
         try:
-            outcome = train_and_gate(
-                self.lake, self.registry, spec, self.config.gate, now, context={"trigger": trigger}
-            )
-        except RecloopError as exc:  # too little fresh data, an empty window, a bad bundle
-            result.decisions.append(
-                self.decisions.record(
-                    Action.HOLD,
-                    trigger,
-                    previous_version=previous,
-                    detail=f"retrain skipped: {exc}",
-                    at=self._clock(),
-                )
-            )
-            return
-        result.outcome = outcome
-        action = Action.PROMOTE if outcome.decision.approved else Action.REJECT
-        result.decisions.append(
-            self.decisions.record(
-                action,
-                "gate",
-                model_version=outcome.version.version,
-                previous_version=previous,
-                metrics=outcome.metrics,
-                evidence={
-                    **outcome.decision.evidence,
-                    "guard_reference_start": _reference_start(evidence),
-                    "run_id": outcome.run_id,
-                    "retrain_trigger": trigger,
-                    "train_seconds": round(outcome.seconds, 3),
-                },
-                detail=outcome.decision.reason,
+            ended = self.trainer.start(job, options, {"trigger": trigger, "job": job})
+        except RecloopError as exc:
+            ended = JobEnd(job, "Failed", f"the job did not start: {exc}")
+        if ended is not None:
+            result.decisions.extend(self.finish(ended.job, ended.status, ended.failure))
+
+    # ---- a job's end: the verdict against the champion as it stands -----------------------------
+
+    def finish(
+        self, job: str, status: str, failure: str | None = None, now: datetime | None = None
+    ) -> list[Decision]:
+        """A training job ended (`status` as SageMaker says it): gate, promote or hold.
+
+        Idempotent: a job whose verdict is recorded changes nothing; two deliveries at once
+        are serialised by a lease of the job's own.
+        """
+        if status in _RUNNING:
+            return []
+        if self._verdict_of(job) is not None:
+            return []
+        at = (now or self._clock()).astimezone(UTC)
+        claim_lease = Lease(self.state, f"job-{job}")
+        claim = claim_lease.acquire(uuid.uuid4().hex, self.config.finish_timeout, at)
+        if claim is None:
+            return []  # another delivery of the same event is deciding it
+        try:
+            if self._verdict_of(job) is not None:
+                return []
+            retrain = self._retrain_of(job)
+            decision = self._decide(job, status, failure, retrain)
+        except BaseException:
+            claim_lease.release(claim)  # a retry of the event may try again
+            raise
+        self._release_retrain(job, retrain)
+        return [decision]
+
+    def _decide(
+        self, job: str, status: str, failure: str | None, retrain: Decision | None
+    ) -> Decision:
+        champion = self.registry.champion()
+        before = champion.version if champion else None
+        context: dict[str, Any] = {"job": job}
+        if retrain is not None:
+            context["retrain_trigger"] = retrain.trigger
+            context["guard_reference_start"] = retrain.evidence.get("guard_reference_start")
+        if status != COMPLETED:
+            return self.decisions.record(
+                Action.HOLD,
+                "training_job",
+                previous_version=before,
+                evidence={**context, "status": status, "failure_reason": failure},
+                detail=f"training job {job} {status.lower()}: {failure or 'no reason given'}",
                 at=self._clock(),
             )
+        version = self._version_of(job)
+        if version.status is ModelStatus.PENDING:
+            version, verdict = self._gate(job, version, champion)
+            evidence, reason = verdict.evidence, verdict.reason
+        else:  # decided by hand, or by a job that applied its own gate
+            evidence, reason = version.evidence, version.reason or ""
+        approved = version.status is ModelStatus.APPROVED
+        return self.decisions.record(
+            Action.PROMOTE if approved else Action.REJECT,
+            "gate",
+            model_version=version.version,
+            previous_version=before,
+            metrics=version.metrics,
+            evidence={**evidence, **context, "run_id": version.run_id},
+            detail=reason,
+            at=self._clock(),
         )
+
+    def _gate(
+        self, job: str, version: ModelVersion, champion: ModelVersion | None
+    ) -> tuple[ModelVersion, GateDecision]:
+        """The job's own verdict when it was reached against today's champion; else a new one."""
+        current = champion.version if champion else None
+        recorded = self._job_verdict(job)
+        if recorded is not None and recorded.evidence.get("champion_version") == current:
+            return apply(self.registry, version.version, recorded), recorded
+        log.info("job %s was gated against another champion: gating it against v%s", job, current)
+        options = self.config.train.options(self.config.gate, self._clock())
+        return gate_registered(options, self.lake, self.registry, version.version)
+
+    def _job_verdict(self, job: str) -> GateDecision | None:
+        try:
+            record = RunTracker.for_registry(self.registry).get(job)
+        except RecloopError:
+            return None
+        gate = record.results.get("gate")
+        if not isinstance(gate, dict) or "approved" not in gate:
+            return None
+        return GateDecision(bool(gate["approved"]), str(gate["reason"]), dict(gate["evidence"]))
+
+    def _version_of(self, job: str) -> ModelVersion:
+        found = [v for v in self.registry.list() if v.run_id == job]
+        if not found:
+            raise NotFoundError(f"training job {job} has no registered model version (yet)")
+        return found[-1]
+
+    def _retrain_of(self, job: str) -> Decision | None:
+        """The retrain decision that started `job` (SageMaker appends to the recorded name)."""
+        for decision in reversed(self.decisions.list(actions=[Action.RETRAIN])):
+            name = str(decision.evidence.get("job") or "")
+            if name and (job == name or job.startswith(name + "-")):
+                return decision
+        return None
+
+    def _verdict_of(self, job: str) -> Decision | None:
+        verdicts = self.decisions.list(actions=[Action.PROMOTE, Action.REJECT, Action.HOLD])
+        found = [d for d in verdicts if d.evidence.get("job") == job and d.trigger != GUARD]
+        return found[-1] if found else None
+
+    def _release_retrain(self, job: str, retrain: Decision | None) -> None:
+        if retrain is None:
+            return  # a job the loop did not start (a manual one): it holds no lease
+        lease = retrain.evidence.get("lease") or {}
+        token = self.retrain_lease.find(str(retrain.evidence.get("job")))
+        if token is not None and token.generation == lease.get("generation"):
+            self.retrain_lease.release(token)
 
     # ---- the guard window ---------------------------------------------------------------------
 
@@ -295,47 +477,15 @@ class RetrainLoop:
         found = [d for d in promotions if d.model_version == version]
         return found[-1] if found else None
 
-    def _guard_open(self, champion: ModelVersion, now: datetime) -> bool:
+    def _guard_open(self, champion: ModelVersion) -> bool:
         """A champion promoted by the loop over another is watched until its guard closes."""
         promotion = self._promotion(champion.version)
         if promotion is None or promotion.previous_version is None:
             return False  # the first model, or approved by hand: nothing to roll back to
-        return not self._guard_closed(champion.version)
-
-    def _guard_closed(self, version: str) -> bool:
-        return any(
-            d.trigger == GUARD and d.model_version == version
+        return not any(
+            d.trigger == GUARD and d.model_version == champion.version
             for d in self.decisions.list(actions=[Action.HOLD, Action.ROLLBACK])
         )
-
-    def guard_counts(
-        self,
-        champion: str,
-        previous: str,
-        promoted_at: datetime,
-        now: datetime,
-        reference_start: datetime | None = None,
-    ) -> tuple[Counts, Counts, dict[str, Any]]:
-        """The new champion's counts since approval and the previous one's just before.
-
-        `reference_start` keeps the previous champion's window after an engagement drop: a
-        challenger promoted because of a drop is compared with what the old model did since
-        the drop, not with its better days before it.
-        """
-        g, m = self.config.guard, self.config.monitor
-        hi = now - m.attribution
-        ref_lo = promoted_at - g.reference
-        if reference_start is not None:
-            ref_lo = min(max(ref_lo, reference_start), promoted_at - timedelta(seconds=1))
-        lo = min(ref_lo, hi - timedelta(seconds=1))
-        engagement = Engagement.from_lake(self.lake, lo, max(hi, promoted_at), m.attribution)
-        ours = engagement.counts(champion, promoted_at, max(hi, promoted_at))
-        theirs = engagement.counts(previous, ref_lo, promoted_at)
-        windows = {
-            "champion_window": [promoted_at.isoformat(), max(hi, promoted_at).isoformat()],
-            "previous_window": [ref_lo.isoformat(), promoted_at.isoformat()],
-        }
-        return ours, theirs, windows
 
     def _guard(self, result: StepResult, champion: ModelVersion) -> None:
         now, g = result.now, self.config.guard
@@ -343,81 +493,52 @@ class RetrainLoop:
         assert promotion is not None and promotion.previous_version is not None
         previous = promotion.previous_version
         ref = promotion.evidence.get("guard_reference_start")
-        ours, theirs, windows = self.guard_counts(
+        ours, theirs, windows = guard_counts(
+            self.lake,
+            self.config.monitor,
+            g,
             champion.version,
             previous,
             promotion.at,
             now,
             datetime.fromisoformat(ref) if ref else None,
         )
+        judgement = judge(champion.version, previous, ours, theirs, now - promotion.at, g)
+        if judgement.verdict is Verdict.WATCH:
+            return
         evidence: dict[str, Any] = {
             **windows,
             "champion": ours.to_dict(),
             "previous": theirs.to_dict(),
             "guard": g.to_dict(),
+            **judgement.evidence,
         }
-        elapsed = now - promotion.at
-        over = elapsed > g.window
-        enough = min(ours.impressions, theirs.impressions) >= g.min_impressions
-        if enough:
-            test = two_proportion_ztest(ours, theirs)
-            loss = 1 - ours.ctr / theirs.ctr if theirs.ctr > 0 else 0.0
-            evidence.update(z=round(test.z, 4), p_value=test.p_value, relative_loss=round(loss, 4))
-            if test.p_value < g.alpha and loss >= g.min_relative_loss:
-                self._rollback(result, champion, previous, ours, theirs, evidence)
-                return
-        if not over:
-            return  # keep watching
-        detail = (
-            f"guard passed: v{champion.version} CTR {ours.ctr:.2%} vs v{previous} {theirs.ctr:.2%}"
-            if enough
-            else f"guard closed without a verdict: {ours.impressions} / {theirs.impressions} "
-            f"impressions, need {g.min_impressions}"
-        )
+        metrics = {"ctr": ours.ctr, "previous_ctr": theirs.ctr}
+        action = Action.HOLD
+        if judgement.verdict is Verdict.ROLLBACK:
+            self._roll_back(champion.version, previous, judgement.detail, evidence)
+            action = Action.ROLLBACK
         result.decisions.append(
             self.decisions.record(
-                Action.HOLD,
+                action,
                 GUARD,
                 model_version=champion.version,
                 previous_version=previous,
-                metrics={"ctr": ours.ctr, "previous_ctr": theirs.ctr},
+                metrics=metrics,
                 evidence=evidence,
-                detail=detail,
+                detail=judgement.detail,
                 at=now,
             )
         )
 
-    def _rollback(
-        self,
-        result: StepResult,
-        champion: ModelVersion,
-        previous: str,
-        ours: Counts,
-        theirs: Counts,
-        evidence: dict[str, Any],
+    def _roll_back(
+        self, version: str, previous: str, reason: str, evidence: dict[str, Any]
     ) -> None:
-        reason = (
-            f"rolled back: CTR {ours.ctr:.2%} over {ours.impressions} impressions is "
-            f"significantly below v{previous}'s {theirs.ctr:.2%} (p={evidence['p_value']:.2g})"
-        )
-        self.registry.reject(champion.version, reason, evidence)
+        self.registry.reject(version, reason, evidence)
         restored = self.registry.champion()
         if restored is None or restored.version != previous:
             # The previous champion was rejected meanwhile (by hand): approve it again.
-            why = f"restored by rollback of v{champion.version}"
-            self.registry.approve(previous, why, evidence)
-        result.decisions.append(
-            self.decisions.record(
-                Action.ROLLBACK,
-                GUARD,
-                model_version=champion.version,
-                previous_version=previous,
-                metrics={"ctr": ours.ctr, "previous_ctr": theirs.ctr},
-                evidence=evidence,
-                detail=reason,
-                at=result.now,
-            )
-        )
+            self.registry.approve(previous, f"restored by rollback of v{version}", evidence)
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -461,6 +582,15 @@ class RetrainLoop:
                 np.asarray(bundle.user_ids).astype(str),
             )
         return self._known[version]
+
+
+def _still_running(running: LeaseToken | None) -> str:
+    if running is None:  # taken and given back between our two reads: a race just lost
+        return "retrain due but another pass started one a moment ago"
+    return (
+        f"retrain due but job {running.holder} (started {running.acquired_at:%H:%M:%S}) "
+        "is still running"
+    )
 
 
 def _reference_start(evidence: dict[str, Any]) -> str | None:

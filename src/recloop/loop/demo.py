@@ -30,8 +30,9 @@ from typing import Any
 from recloop.config import Settings
 from recloop.ingest import Ingestor
 from recloop.lake import Lake
-from recloop.loop.controller import GuardConfig, LoopConfig, RetrainLoop, StepResult
+from recloop.loop.controller import LoopConfig, RetrainLoop, StepResult
 from recloop.loop.errors import LoopError
+from recloop.loop.guard import GuardConfig
 from recloop.loop.server import ApiServer
 from recloop.loop.traffic import Timeline, TrafficDriver, TrafficStats, retimed_records
 from recloop.loop.training import TrainSpec
@@ -145,8 +146,9 @@ class DemoConfig:
 
     def train_spec(self, window: float, holdout: float, params: dict[str, Any]) -> TrainSpec:
         return TrainSpec(
-            family=self.family,
+            families=(self.family,),
             params={**params, "random_state": self.seed},
+            search_budget=1,
             window=timedelta(seconds=window),
             holdout=timedelta(seconds=holdout),
             dataset=DatasetConfig(half_life_days=self.half_life / DAY),

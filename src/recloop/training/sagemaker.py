@@ -9,8 +9,10 @@ conventions and calls `run_entrypoint`:
     TRAINING_JOB_NAME   becomes the run id, so job, run record and model version link up
     /opt/ml/output/failure   the reason, when the job fails (SageMaker shows it)
 The job registers and gates its model itself (RECLOOP_REGISTRY_URI in its environment), as
-`recloop train` does locally; `--backend local` runs the same entrypoint in-process in a
-temporary /opt/ml-like tree.
+`recloop train` does locally, unless its hyperparameter `decide` is "false": then the version
+stays PendingManualApproval with the verdict in its run record, and whoever started the job
+applies a verdict when it ends (the retrain loop, against the champion as it stands then).
+`--backend local` runs the same entrypoint in-process in a temporary /opt/ml-like tree.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ _ML = Path("/opt/ml")
 # Job names are at most 63 characters; the launch adds "-" + 6 hex and the SDK "-" + 14 digits.
 _JOB_BASE = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9]){0,39}")
 # TrainOptions fields a hyperparameter may set, and the gate's (prefixed gate_).
+DECIDE = "decide"  # hyperparameter: "false" registers without applying the gate's verdict
 _GATE_KEYS = {
     "gate_margin": "margin",
     "gate_bootstrap_samples": "bootstrap_samples",
@@ -136,6 +139,7 @@ def run_entrypoint(
         hp = json.loads(hp_file.read_text()) if hp_file.is_file() else {}
     except ValueError as exc:
         raise ConfigError(f"{hp_file} is not JSON: {exc}") from exc
+    decide = str(hp.pop(DECIDE, "true")).strip('"').lower() != "false"
     options = hyperparameters_to_options(hp, TrainOptions.from_settings())
     lake = Lake.from_uri(_lake_uri(paths, env))
     registry = registry or open_registry(env.get("RECLOOP_REGISTRY_URI"))
@@ -148,6 +152,7 @@ def run_entrypoint(
         bundle_dir=paths.model_dir / "bundle",
         run_id=env.get("TRAINING_JOB_NAME") or None,
         progress=progress,
+        apply_decision=decide,
     )
     paths.output_data_dir.mkdir(parents=True, exist_ok=True)
     (paths.output_data_dir / "result.json").write_text(json.dumps(result.summary(), indent=2))
@@ -291,9 +296,11 @@ def launch(
     wait: bool = True,
     logs: bool = True,
     registry: ModelRegistry | None = None,
+    decide: bool = True,
 ) -> LaunchResult:
     """Start a training job with the sagemaker SDK (3.x ModelTrainer) and, when waiting, find
-    the model version the job registered (its run id is the job name)."""
+    the model version the job registered (its run id is the job name). `decide=False`: the job
+    registers its model without applying the gate's verdict (the loop applies one later)."""
     config.validate()
     import warnings
 
@@ -330,7 +337,10 @@ def launch(
         ),
         output_data_config=OutputDataConfig(s3_output_path=config.output_uri),
         stopping_condition=StoppingCondition(max_runtime_in_seconds=config.max_runtime_seconds),
-        hyperparameters=options_to_hyperparameters(options),
+        hyperparameters={
+            **options_to_hyperparameters(options),
+            **({} if decide else {DECIDE: "false"}),
+        },
         environment=environment,
     )
     from botocore.exceptions import BotoCoreError, ClientError
