@@ -24,7 +24,13 @@ RUN groupadd --system --gid 10001 recloop \
     && useradd --system --uid 10001 --gid recloop --no-create-home \
        --home-dir /var/cache/recloop --shell /usr/sbin/nologin recloop \
     && mkdir -p /var/cache/recloop \
-    && chown recloop:recloop /var/cache/recloop
+    && chown recloop:recloop /var/cache/recloop \
+    && chmod 1777 /tmp
+# The task mounts Fargate volumes on these paths (terraform/modules/serving, mountPoints). A
+# Fargate bind-mount volume is created root-owned 0755 unless the image declares the path a
+# VOLUME: then it starts with the image's content, owner and mode (recloop-owned, /tmp 1777),
+# and the non-root user on a read-only root file system can write its model cache and temp files.
+VOLUME ["/var/cache/recloop", "/tmp"]
 # Amazon's CA bundle: DocumentDB accepts TLS connections only (tlsCAFile in RECLOOP_FEATURES_URI).
 ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 COPY --from=build /opt/venv /opt/venv

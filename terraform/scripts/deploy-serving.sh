@@ -47,12 +47,42 @@ deployment_id="$(aws deploy create-deployment \
 echo "deployment ${deployment_id} started"
 echo "${deployment_id}" > "deployment-${env_name}.id"
 
-# Returns once traffic is on green (or fails when CodeDeploy stopped and rolled back).
-if ! aws deploy wait deployment-successful --deployment-id "${deployment_id}"; then
-    aws deploy get-deployment --deployment-id "${deployment_id}" \
-        --query 'deploymentInfo.[status, errorInformation.code, errorInformation.message]' \
-        --output text >&2
-    echo "deployment ${deployment_id} failed; CodeDeploy rolled traffic back to blue" >&2
-    exit 1
-fi
-echo "deployment ${deployment_id} succeeded"
+# Wait for CodeDeploy's verdict. `aws deploy wait deployment-successful` gives up after 30
+# minutes (120 polls of 15 s), and a prod deployment only succeeds once the blue task set has
+# been kept for blue_termination_wait_minutes after the traffic shift: 40 minutes or more. The
+# wait here is the stack's own figure (output deployment_wait_minutes); a timeout is reported
+# as what it is (still running, nothing rolled back), never as a rollback.
+wait_minutes="${DEPLOY_WAIT_MINUTES:-$(output deployment_wait_minutes)}"
+poll_seconds="${DEPLOY_POLL_SECONDS:-30}"
+deadline=$(( $(date +%s) + wait_minutes * 60 ))
+while :; do
+    status="$(aws deploy get-deployment --deployment-id "${deployment_id}" \
+        --query deploymentInfo.status --output text)"
+    case "${status}" in
+        Succeeded)
+            echo "deployment ${deployment_id} succeeded"
+            exit 0
+            ;;
+        Failed|Stopped)
+            aws deploy get-deployment --deployment-id "${deployment_id}" \
+                --query 'deploymentInfo.[status, errorInformation.code, errorInformation.message]' \
+                --output text >&2
+            rollback="$(aws deploy get-deployment --deployment-id "${deployment_id}" \
+                --query 'deploymentInfo.rollbackInfo.rollbackMessage' --output text)"
+            if [[ -n "${rollback}" && "${rollback}" != "None" ]]; then
+                echo "deployment ${deployment_id} ${status}; CodeDeploy: ${rollback}" >&2
+            else
+                echo "deployment ${deployment_id} ${status}; CodeDeploy recorded no rollback:" \
+                    "check which task set takes traffic before retrying" >&2
+            fi
+            exit 1
+            ;;
+    esac
+    if (( $(date +%s) >= deadline )); then
+        echo "deployment ${deployment_id} is still ${status} after ${wait_minutes} minutes;" \
+            "nothing was rolled back. Follow it: aws deploy get-deployment --deployment-id" \
+            "${deployment_id}" >&2
+        exit 3
+    fi
+    sleep "${poll_seconds}"
+done

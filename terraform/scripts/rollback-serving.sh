@@ -30,8 +30,18 @@ current="$(aws ecs describe-services --cluster "${cluster}" --services "${servic
     --query 'services[0].taskDefinition' --output text)"
 family="${current##*/}"
 family="${family%:*}"
-previous="$(aws ecs list-task-definitions --family-prefix "${family}" --sort DESC \
-    --query "taskDefinitionArns[?@ != '${current}'] | [0]" --output text)"
+# The newest ACTIVE revision older than the running one (task definitions are kept with
+# skip_destroy). Not simply "the newest other one": after an earlier rollback that would be
+# the newer, broken revision.
+current_revision="${current##*:}"
+previous=""
+for arn in $(aws ecs list-task-definitions --family-prefix "${family}" --status ACTIVE \
+    --sort DESC --query 'taskDefinitionArns[]' --output text); do
+    if (( ${arn##*:} < current_revision )); then
+        previous="${arn}"
+        break
+    fi
+done
 if [[ -z "${previous}" || "${previous}" == "None" ]]; then
     echo "no earlier revision of ${family} to roll back to" >&2
     exit 2

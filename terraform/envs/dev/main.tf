@@ -9,6 +9,13 @@ locals {
     managed-by  = "terraform"
   }
   lambda_repository = module.ingest.lambda_repository_url
+
+  # Reserved Lambda concurrency: 50 for the weblog processor, 1 each for monitor and promote.
+  # Lambda keeps 100 executions unreserved, so reserving needs a quota of at least 152; a new
+  # account has 10 and the apply would fail. Until the quota is raised (docs/deploy.md) nothing
+  # is reserved.
+  weblog_reserved_concurrency = 50
+  reserve_lambda_concurrency  = var.lambda_concurrency_quota - local.weblog_reserved_concurrency - 2 >= 100
 }
 
 module "platform" {
@@ -65,6 +72,7 @@ module "ingest" {
   features_security_group_id = module.stores.documentdb_security_group_id
   visitor_key                = module.stores.visitor_key
   alarm_topic_arn            = module.platform.alarm_topic_arn
+  reserved_concurrency       = local.reserve_lambda_concurrency ? local.weblog_reserved_concurrency : null
 
   # The no-weblogs alarm: EventsWritten sum < 1 for 3 periods of 5 minutes, missing data breaching.
   no_weblogs_period_seconds     = 300
@@ -94,6 +102,7 @@ module "training" {
   features_security_group_id = module.stores.documentdb_security_group_id
   candidates_uri             = module.stores.candidates_uri
   visitor_key                = module.stores.visitor_key
+  reserve_concurrency        = local.reserve_lambda_concurrency
 }
 
 module "serving" {

@@ -73,6 +73,11 @@ output "codedeploy_app_name" {
   value       = module.serving.codedeploy_app_name
 }
 
+output "deployment_wait_minutes" {
+  description = "Minutes deploy-serving.sh waits for a blue/green deployment to succeed."
+  value       = module.serving.deployment_wait_minutes
+}
+
 output "codedeploy_deployment_group_name" {
   description = "CodeDeploy deployment group of the serving blue/green deployments."
   value       = module.serving.codedeploy_deployment_group_name

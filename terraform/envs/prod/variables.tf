@@ -41,3 +41,9 @@ variable "cors_allowed_origins" {
   type        = list(string)
   default     = []
 }
+
+variable "lambda_concurrency_quota" {
+  description = "The account's Lambda 'Concurrent executions' quota (Service Quotas). 10 for a new account; raise it, then set this to reserve concurrency for the Lambdas."
+  type        = number
+  default     = 10
+}

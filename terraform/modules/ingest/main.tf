@@ -38,14 +38,18 @@ resource "aws_ecr_repository" "lambda" {
 
 resource "aws_ecr_lifecycle_policy" "lambda" {
   repository = aws_ecr_repository.lambda.name
+  # Only untagged images expire: the functions run one tag each until the next release, and a
+  # count rule over tagged images would delete it after enough pushes (the function then fails
+  # to start). Old tags are removed by hand (docs/deploy.md).
   policy = jsonencode({
     rules = [{
       rulePriority = 1
-      description  = "keep the last 50 images"
+      description  = "expire untagged images after 14 days"
       selection = {
-        tagStatus   = "any"
-        countType   = "imageCountMoreThan"
-        countNumber = 50
+        tagStatus   = "untagged"
+        countType   = "sinceImagePushed"
+        countUnit   = "days"
+        countNumber = 14
       }
       action = { type = "expire" }
     }]

@@ -123,9 +123,9 @@ variable "stream_retention_hours" {
 }
 
 variable "reserved_concurrency" {
-  description = "Reserved concurrent executions of the processor (caps its load on S3 and DocumentDB)."
+  description = "Reserved concurrent executions of the processor (caps its load on S3 and DocumentDB); null reserves none, which a new account's quota (10) requires."
   type        = number
-  default     = 50
+  default     = null
 }
 
 variable "memory_mb" {

@@ -14,6 +14,25 @@ locals {
   container_port = 8000
   prod_port      = 80
   test_port      = 8080
+  liveness_path  = "/healthz"
+
+  # How long a deployment takes until CodeDeploy calls it Succeeded: the green task set starting
+  # and passing health checks (allowance below), the traffic shift of the deployment config,
+  # then the blue task set kept for blue_termination_wait_minutes. deploy-serving.sh waits this
+  # long; AWS CLI's `deploy wait` gives up after 30 minutes, before a prod deployment ends.
+  traffic_shift_minutes = {
+    "CodeDeployDefault.ECSAllAtOnce"                    = 0
+    "CodeDeployDefault.ECSLinear10PercentEvery1Minutes" = 10
+    "CodeDeployDefault.ECSLinear10PercentEvery3Minutes" = 30
+    "CodeDeployDefault.ECSCanary10Percent5Minutes"      = 5
+    "CodeDeployDefault.ECSCanary10Percent15Minutes"     = 15
+  }
+  green_start_allowance_minutes = 15
+  deployment_wait_minutes = (
+    local.green_start_allowance_minutes
+    + local.traffic_shift_minutes[var.deployment_config_name]
+    + var.blue_termination_wait_minutes
+  )
 }
 
 # --- image ---------------------------------------------------------------------------------------
@@ -36,14 +55,18 @@ resource "aws_ecr_repository" "this" {
 
 resource "aws_ecr_lifecycle_policy" "this" {
   repository = aws_ecr_repository.this.name
+  # Only untagged images expire. A count rule over tagged images would expire the image prod
+  # still runs once enough newer ones were pushed, and a rollback or a scale-out would then
+  # fail to pull. Old tags are removed by hand (docs/deploy.md, "Image retention").
   policy = jsonencode({
     rules = [{
       rulePriority = 1
-      description  = "keep the last 50 images (rollbacks reach back that far)"
+      description  = "expire untagged images after 14 days"
       selection = {
-        tagStatus   = "any"
-        countType   = "imageCountMoreThan"
-        countNumber = 50
+        tagStatus   = "untagged"
+        countType   = "sinceImagePushed"
+        countUnit   = "days"
+        countNumber = 14
       }
       action = { type = "expire" }
     }]
@@ -138,6 +161,7 @@ resource "aws_iam_role" "task" {
 }
 
 data "aws_iam_policy_document" "task" {
+  #checkov:skip=CKV_AWS_356:ListModelPackages supports no resource types (AWS Service Authorization Reference) and is granted on "*"; checkov lists a model-package type for it
   statement {
     sid       = "ReadModelArtifacts"
     actions   = ["s3:GetObject"]
@@ -163,8 +187,14 @@ data "aws_iam_policy_document" "task" {
 
   statement {
     sid       = "WatchTheRegistry"
-    actions   = ["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"]
+    actions   = ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"]
     resources = [var.model_package_group_arn, "arn:aws:sagemaker:${local.region}:${data.aws_caller_identity.current.account_id}:model-package/${var.model_package_group_name}/*"]
+  }
+
+  statement {
+    sid       = "ListTheRegistry"
+    actions   = ["sagemaker:ListModelPackages"]
+    resources = ["*"] # why: ListModelPackages supports no resource types; a scoped ARN would deny every call
   }
 
   statement {
@@ -186,7 +216,10 @@ resource "aws_iam_role_policy_attachment" "task_events" {
 }
 
 resource "aws_ecs_task_definition" "this" {
-  family                   = "${var.name}-serving"
+  family = "${var.name}-serving"
+  # Keep every revision registered: rollback-serving.sh redeploys the previous one, which a
+  # replaced (deregistered) revision could no longer be.
+  skip_destroy             = true
   requires_compatibilities = ["FARGATE"]
   network_mode             = "awsvpc"
   cpu                      = var.task_cpu
@@ -379,10 +412,12 @@ resource "aws_lb_target_group" "this" {
   vpc_id               = var.vpc_id
   deregistration_delay = 30
 
-  # /readyz answers 200 only once a model is loaded and the backends answer: a task that cannot
-  # serve never receives traffic.
+  # Liveness, not readiness: the load balancer (and so CodeDeploy's green task set) asks only
+  # whether the process answers. /readyz needs a loaded model and live backends: a fresh
+  # environment (no model yet) would never turn healthy, and one DocumentDB or Elasticsearch
+  # hiccup would mark every task unhealthy at once. A backend outage gives degraded answers.
   health_check {
-    path                = "/readyz"
+    path                = local.liveness_path
     matcher             = "200"
     interval            = 10
     timeout             = 5
@@ -878,11 +913,70 @@ resource "aws_wafv2_web_acl" "this" {
       managed_rule_group_statement {
         vendor_name = "AWS"
         name        = "AWSManagedRulesCommonRuleSet"
+
+        # SizeRestrictions_BODY blocks bodies over 8 KB, and POST /events accepts up to 500
+        # tracker events (tens of KB): it only counts here; rule body-size-outside-events keeps
+        # the 8 KB limit on every other path.
+        rule_action_override {
+          name = "SizeRestrictions_BODY"
+          action_to_use {
+            count {}
+          }
+        }
       }
     }
     visibility_config {
       cloudwatch_metrics_enabled = true
       metric_name                = "aws-common"
+      sampled_requests_enabled   = true
+    }
+  }
+
+  rule {
+    name     = "body-size-outside-events"
+    priority = 15
+    action {
+      block {}
+    }
+    statement {
+      and_statement {
+        statement {
+          size_constraint_statement {
+            comparison_operator = "GT"
+            size                = var.waf_max_body_bytes
+            field_to_match {
+              body {
+                oversize_handling = "MATCH"
+              }
+            }
+            text_transformation {
+              priority = 0
+              type     = "NONE"
+            }
+          }
+        }
+        statement {
+          not_statement {
+            statement {
+              byte_match_statement {
+                positional_constraint = "EXACTLY"
+                search_string         = var.events_path
+                field_to_match {
+                  uri_path {}
+                }
+                text_transformation {
+                  priority = 0
+                  type     = "NONE"
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+    visibility_config {
+      cloudwatch_metrics_enabled = true
+      metric_name                = "body-size-outside-events"
       sampled_requests_enabled   = true
     }
   }

@@ -77,3 +77,8 @@ output "deploy_alarm_names" {
   description = "Alarms that stop and roll back a blue/green deployment."
   value       = [aws_cloudwatch_metric_alarm.deploy_5xx.alarm_name, aws_cloudwatch_metric_alarm.deploy_latency.alarm_name]
 }
+
+output "deployment_wait_minutes" {
+  description = "Minutes a blue/green deployment may take until Succeeded (green start, traffic shift, blue termination wait)."
+  value       = local.deployment_wait_minutes
+}

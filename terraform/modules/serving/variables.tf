@@ -80,6 +80,17 @@ variable "deployment_config_name" {
   description = "CodeDeploy ECS traffic-shifting config: CodeDeployDefault.ECSAllAtOnce, ...ECSLinear10PercentEvery1Minutes, ...ECSCanary10Percent5Minutes."
   type        = string
   default     = "CodeDeployDefault.ECSLinear10PercentEvery1Minutes"
+
+  validation {
+    condition = contains([
+      "CodeDeployDefault.ECSAllAtOnce",
+      "CodeDeployDefault.ECSLinear10PercentEvery1Minutes",
+      "CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+      "CodeDeployDefault.ECSCanary10Percent5Minutes",
+      "CodeDeployDefault.ECSCanary10Percent15Minutes",
+    ], var.deployment_config_name)
+    error_message = "deployment_config_name must be one of CodeDeploy's predefined ECS configs (deploy-serving.sh's wait depends on its shift time)."
+  }
 }
 
 variable "blue_termination_wait_minutes" {
@@ -221,4 +232,16 @@ variable "tags" {
   description = "Tags added to every resource of this module."
   type        = map(string)
   default     = {}
+}
+
+variable "waf_max_body_bytes" {
+  description = "Largest request body the WAF lets through on paths other than events_path (the common rule set's own limit, 8 KB)."
+  type        = number
+  default     = 8192
+}
+
+variable "events_path" {
+  description = "Path of the tracker's event batches (POST, up to 500 events): exempt from waf_max_body_bytes."
+  type        = string
+  default     = "/events"
 }

@@ -39,14 +39,17 @@ resource "aws_ecr_repository" "this" {
 
 resource "aws_ecr_lifecycle_policy" "this" {
   repository = aws_ecr_repository.this.name
+  # Only untagged images expire: a count over tagged ones would expire the image the monitor
+  # still launches (prod runs one tag until the next release). Old tags go by hand.
   policy = jsonencode({
     rules = [{
       rulePriority = 1
-      description  = "keep the last 30 images (cpu and gpu variants)"
+      description  = "expire untagged images after 14 days"
       selection = {
-        tagStatus   = "any"
-        countType   = "imageCountMoreThan"
-        countNumber = 30
+        tagStatus   = "untagged"
+        countType   = "sinceImagePushed"
+        countUnit   = "days"
+        countNumber = 14
       }
       action = { type = "expire" }
     }]
@@ -85,6 +88,7 @@ resource "aws_iam_role" "sagemaker" {
 }
 
 data "aws_iam_policy_document" "sagemaker" {
+  #checkov:skip=CKV_AWS_356:ListModelPackages supports no resource types (AWS Service Authorization Reference) and is granted on "*"; checkov lists a model-package type for it
   statement {
     sid       = "ReadTheLake"
     actions   = ["s3:GetObject"]
@@ -168,10 +172,13 @@ data "aws_iam_policy_document" "sagemaker" {
       "sagemaker:DescribeTrialComponent",
       "sagemaker:AddTags",
     ]
+    # recloop.training.runs.SageMakerExperiments: the experiment is the model package group;
+    # the trial and its trial component are named after the run, whose id is the training
+    # job's name (recloop-train-...), not the stack's name.
     resources = [
-      "arn:aws:sagemaker:${local.region}:${local.account_id}:experiment/${var.name}*",
-      "arn:aws:sagemaker:${local.region}:${local.account_id}:experiment-trial/${var.name}*",
-      "arn:aws:sagemaker:${local.region}:${local.account_id}:experiment-trial-component/*",
+      "arn:aws:sagemaker:${local.region}:${local.account_id}:experiment/${aws_sagemaker_model_package_group.this.model_package_group_name}",
+      "arn:aws:sagemaker:${local.region}:${local.account_id}:experiment-trial/${local.training_job_prefix}*",
+      "arn:aws:sagemaker:${local.region}:${local.account_id}:experiment-trial-component/${local.training_job_prefix}*",
     ]
   }
 
@@ -181,7 +188,6 @@ data "aws_iam_policy_document" "sagemaker" {
     actions = [
       "sagemaker:CreateModelPackage",
       "sagemaker:DescribeModelPackage",
-      "sagemaker:ListModelPackages",
       "sagemaker:UpdateModelPackage",
       "sagemaker:DescribeModelPackageGroup",
       "sagemaker:AddTags",
@@ -190,6 +196,12 @@ data "aws_iam_policy_document" "sagemaker" {
       aws_sagemaker_model_package_group.this.arn,
       "arn:aws:sagemaker:${local.region}:${local.account_id}:model-package/${aws_sagemaker_model_package_group.this.model_package_group_name}/*",
     ]
+  }
+
+  statement {
+    sid       = "ListTheRegistry"
+    actions   = ["sagemaker:ListModelPackages"]
+    resources = ["*"] # why: ListModelPackages supports no resource types; a scoped ARN would deny every call
   }
 }
 
@@ -238,6 +250,7 @@ resource "aws_iam_role" "promote" {
 }
 
 data "aws_iam_policy_document" "monitor" {
+  #checkov:skip=CKV_AWS_356:ListModelPackages supports no resource types (AWS Service Authorization Reference) and is granted on "*"; checkov lists a model-package type for it
   statement {
     sid       = "ReadTheLake"
     actions   = ["s3:GetObject"]
@@ -280,8 +293,14 @@ data "aws_iam_policy_document" "monitor" {
   }
 
   statement {
+    sid       = "ListTheRegistry"
+    actions   = ["sagemaker:ListModelPackages"]
+    resources = ["*"] # why: ListModelPackages supports no resource types; a scoped ARN would deny every call
+  }
+
+  statement {
     sid       = "ReadTheRegistry"
-    actions   = ["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"]
+    actions   = ["sagemaker:DescribeModelPackage", "sagemaker:DescribeModelPackageGroup"]
     resources = [aws_sagemaker_model_package_group.this.arn, "arn:aws:sagemaker:${local.region}:${local.account_id}:model-package/${aws_sagemaker_model_package_group.this.model_package_group_name}/*"]
   }
 
@@ -359,11 +378,16 @@ data "aws_iam_policy_document" "promote" {
       "sagemaker:CreateModelPackage",
       "sagemaker:UpdateModelPackage",
       "sagemaker:DescribeModelPackage",
-      "sagemaker:ListModelPackages",
       "sagemaker:DescribeModelPackageGroup",
       "sagemaker:AddTags",
     ]
     resources = [aws_sagemaker_model_package_group.this.arn, "arn:aws:sagemaker:${local.region}:${local.account_id}:model-package/${aws_sagemaker_model_package_group.this.model_package_group_name}/*"]
+  }
+
+  statement {
+    sid       = "ListTheRegistry"
+    actions   = ["sagemaker:ListModelPackages"]
+    resources = ["*"] # why: ListModelPackages supports no resource types; a scoped ARN would deny every call
   }
 
   statement {
@@ -475,14 +499,16 @@ resource "aws_lambda_function" "monitor" {
   #checkov:skip=CKV_AWS_116:a missed or failed monitor run is repeated by the next schedule tick, so a dead-letter queue would hold nothing to act on
   #checkov:skip=CKV_AWS_117:the monitor only calls AWS APIs (S3, SageMaker, CloudWatch); a VPC would add NAT cost and no isolation
   #checkov:skip=CKV_AWS_272:code signing applies to zip packages; this function is a container image from an immutable, scanned ECR repository
-  function_name                  = local.monitor_name
-  description                    = "Engagement monitor: drop or stale model -> SageMaker training job"
-  role                           = aws_iam_role.monitor.arn
-  package_type                   = "Image"
-  image_uri                      = var.monitor_image_uri
-  memory_size                    = 1024
-  timeout                        = 300
-  reserved_concurrent_executions = 1 # one monitor at a time: two would start duplicate training jobs
+  function_name = local.monitor_name
+  description   = "Engagement monitor: drop or stale model -> SageMaker training job"
+  role          = aws_iam_role.monitor.arn
+  package_type  = "Image"
+  image_uri     = var.monitor_image_uri
+  memory_size   = 1024
+  timeout       = 300
+  # One monitor at a time (two could start duplicate training jobs), once the account's
+  # concurrency quota allows reserving; until then ListTrainingJobs guards against duplicates.
+  reserved_concurrent_executions = var.reserve_concurrency ? 1 : null
   kms_key_arn                    = var.kms_key_arn
 
   image_config {
@@ -509,14 +535,15 @@ resource "aws_lambda_function" "monitor" {
 
 resource "aws_lambda_function" "promote" {
   #checkov:skip=CKV_AWS_272:code signing applies to zip packages; this function is a container image from an immutable, scanned ECR repository
-  function_name                  = local.promote_name
-  description                    = "Training finished -> gate against the champion -> register, approve, publish"
-  role                           = aws_iam_role.promote.arn
-  package_type                   = "Image"
-  image_uri                      = var.promote_image_uri
-  memory_size                    = 3008
-  timeout                        = 900
-  reserved_concurrent_executions = 1 # promotions are serialised: two at once could both flip the alias
+  function_name = local.promote_name
+  description   = "Training finished -> gate against the champion -> register, approve, publish"
+  role          = aws_iam_role.promote.arn
+  package_type  = "Image"
+  image_uri     = var.promote_image_uri
+  memory_size   = 3008
+  timeout       = 900
+  # Promotions serialised (two at once could both flip the alias) once the quota allows it.
+  reserved_concurrent_executions = var.reserve_concurrency ? 1 : null
   kms_key_arn                    = var.kms_key_arn
 
   # A finished training job whose promotion failed after every retry must not vanish silently.

@@ -120,3 +120,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "reserve_concurrency" {
+  description = "Reserve one concurrent execution each for the monitor and promote Lambdas. A new account's Lambda concurrency quota (10) admits no reservation: the apply fails until the quota is raised (docs/deploy.md, quotas)."
+  type        = bool
+  default     = false
+}
