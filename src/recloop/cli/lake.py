@@ -1,4 +1,4 @@
-"""`recloop lake ...`: look at what the lake holds."""
+"""`recloop lake ...`: look at what the lake holds; compact its closed hours."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.table import Table
 
 from recloop.cli._common import console, print_json, user_errors
 
-lake_app = typer.Typer(help="Inspect the data lake.", no_args_is_help=True)
+lake_app = typer.Typer(help="Inspect and compact the data lake.", no_args_is_help=True)
 
 
 @lake_app.command("summary")
@@ -37,21 +37,86 @@ def summary(
         return
     days: dict[str, list[int]] = {}
     for part in result.partitions:
-        day = days.setdefault(part.dt, [0, 0, 0, 0])
+        day = days.setdefault(part.dt, [0, 0, 0, 0, 0])
         day[0] += 1
-        day[1] += part.objects
-        day[2] += part.rows
-        day[3] += part.bytes
+        day[1] += part.generation is not None
+        day[2] += part.objects
+        day[3] += part.rows
+        day[4] += part.bytes
     table = Table(title=f"lake {result.uri}")
-    for column in ("dt", "hours", "objects", "rows", "bytes"):
+    for column in ("dt", "hours", "compacted", "objects read", "rows", "bytes"):
         table.add_column(column, justify="left" if column == "dt" else "right")
-    for dt, (hours, objects, rows, size) in days.items():
-        table.add_row(dt, str(hours), str(objects), f"{rows:,}", f"{size:,}")
+    for dt, (hours, compacted, objects, rows, size) in days.items():
+        table.add_row(dt, str(hours), str(compacted), str(objects), f"{rows:,}", f"{size:,}")
     console.print(table)
     console.print(f"events: {result.rows:,} in {len(result.partitions)} hour partitions")
     console.print(f"quarantined: {result.quarantined:,} {result.quarantine_by_reason or ''}")
     for name, rows in result.catalog.items():
         console.print(f"catalog {name}: {rows:,} rows")
+
+
+@lake_app.command("compact")
+def compact_cmd(
+    lake_uri: str | None = typer.Option(None, help="Lake URI (default: RECLOOP_LAKE_URI)."),
+    start: str | None = typer.Option(None, help="ISO start of the hours to consider."),
+    end: str | None = typer.Option(None, help="ISO end (exclusive); open hours are skipped."),
+    now: str | None = typer.Option(None, help="ISO time that decides which hours are closed."),
+    settle_minutes: float = typer.Option(
+        15.0, help="An hour is closed this many minutes after it ends."
+    ),
+    target_mb: float = typer.Option(128.0, help="Target size of a compacted file, in MB."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Rewrite each closed hour's small objects as a few large ones (safe to re-run)."""
+    from datetime import timedelta
+
+    from recloop.config import get_settings
+    from recloop.lake import Lake, compact
+    from recloop.lake.lake import as_utc
+
+    with user_errors():
+        lake = Lake.from_uri(lake_uri or get_settings().lake_uri)
+        results = compact(
+            lake.store,
+            now=as_utc(now),
+            start=as_utc(start),
+            end=as_utc(end),
+            settle=timedelta(minutes=settle_minutes),
+            target_bytes=int(target_mb * 1024 * 1024),
+        )
+    totals = {
+        outcome: sum(1 for r in results if r.outcome == outcome)
+        for outcome in ("committed", "lost", "retired", "clean")
+    }
+    folded = sum(r.sources for r in results if r.outcome == "committed")
+    if as_json:
+        print_json(
+            {
+                "uri": lake.uri,
+                "hours": totals,
+                "objects_folded": folded,
+                "results": [
+                    {**asdict(r), "hour": r.hour.isoformat()}
+                    for r in results
+                    if r.outcome != "clean"
+                ],
+            }
+        )
+        return
+    for r in results:
+        if r.outcome == "committed":
+            console.print(
+                f"{r.hour:%Y-%m-%d %H}:00  generation {r.generation}: {r.sources:,} objects, "
+                f"{r.rows_in:,} rows -> {r.files} file(s), {r.rows_out:,} rows, "
+                f"{r.bytes_in:,} -> {r.bytes_out:,} bytes"
+            )
+        elif r.outcome != "clean":
+            console.print(f"{r.hour:%Y-%m-%d %H}:00  {r.outcome} (generation {r.generation})")
+    console.print(
+        f"hours: {totals['committed']} compacted, {totals['retired']} cleaned up, "
+        f"{totals['lost']} lost to a concurrent run, {totals['clean']} already compact; "
+        f"{folded:,} objects folded in"
+    )
 
 
 def register(app: typer.Typer) -> None:

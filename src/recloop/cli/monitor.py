@@ -232,11 +232,11 @@ def decay(
 
 def _day_after_newest(lake: Lake) -> datetime:
     """The start of the day after the newest event partition (today's end without events)."""
-    keys = lake.event_keys(None, None)
-    if not keys:
+    span = lake.hour_span()
+    if span is None:
         return datetime.now(UTC) + timedelta(days=1)
-    day = keys[-1].split("/")[1].removeprefix("dt=")  # events/dt=YYYY-MM-DD/hour=HH/...
-    return datetime.fromisoformat(f"{day}T00:00:00+00:00") + timedelta(days=1)
+    newest = span[1] - timedelta(hours=1)
+    return newest.replace(hour=0) + timedelta(days=1)
 
 
 def dashboard(

@@ -1,5 +1,6 @@
-"""The data lake: partitioned Parquet on file:// or s3://."""
+"""The data lake: partitioned Parquet on file:// or s3://, compacted hour by hour."""
 
+from recloop.lake.compaction import HourCompaction, compact, compact_hour
 from recloop.lake.lake import (
     QUARANTINE_SCHEMA,
     Lake,
@@ -8,10 +9,13 @@ from recloop.lake.lake import (
     Snapshot,
     WrittenObject,
 )
+from recloop.lake.manifest import HourPart
 from recloop.lake.store import LocalStore, ObjectStore, S3Store, store_from_uri
 
 __all__ = [
     "QUARANTINE_SCHEMA",
+    "HourCompaction",
+    "HourPart",
     "Lake",
     "LakeSummary",
     "LocalStore",
@@ -20,5 +24,7 @@ __all__ = [
     "S3Store",
     "Snapshot",
     "WrittenObject",
+    "compact",
+    "compact_hour",
     "store_from_uri",
 ]

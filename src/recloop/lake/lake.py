@@ -1,31 +1,34 @@
 """The data lake: events as hive-partitioned Parquet, quarantine beside them, snapshot manifests.
 
 Layout under the lake URI:
-    events/dt=YYYY-MM-DD/hour=HH/<batch>.parquet       accepted events (EVENT_SCHEMA)
+    events/dt=YYYY-MM-DD/hour=HH/<batch>.parquet       accepted events (EVENT_SCHEMA), raw
+    compacted/..., manifests/...                       compacted hours (recloop.lake.layout)
     quarantine/dt=YYYY-MM-DD/<batch>.parquet           rejected input, with reason and payload
     catalog/<name>/<version>.parquet                   content metadata, user profiles
 
 Object names come from the batch (for Kinesis: shard id and first/last sequence number) and are
-written only if absent, so a redelivered batch writes nothing twice.
+written only if absent, so a redelivered batch writes nothing twice. Readers read an hour by
+its manifest (recloop.lake.manifest): compacted or not, each event once.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from recloop.errors import LakeError
 from recloop.events import EVENT_SCHEMA, conform
+from recloop.lake.layout import HOUR
+from recloop.lake.manifest import HourPart, list_hours, plan, plan_window
+from recloop.lake.parquet import parquet_bytes, read_parquet, row_count, sha256
 from recloop.lake.store import ObjectStore, store_from_uri
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -38,7 +41,6 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 
-_EVENT_KEY = re.compile(r"^events/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/[^/]+\.parquet$")
 _QUARANTINE_KEY = re.compile(r"^quarantine/dt=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -100,9 +102,11 @@ class WrittenObject:
 class PartitionSummary:
     dt: str
     hour: str
-    objects: int = 0
-    rows: int = 0
+    objects: int = 0  # objects a reader reads
+    rows: int = 0  # rows in them (before an hour's repeated event ids are dropped)
     bytes: int = 0
+    generation: int | None = None  # the committed compaction, None when never compacted
+    raw_objects: int = 0  # raw objects still listed (covered ones expire by lifecycle)
 
 
 @dataclass
@@ -119,12 +123,6 @@ class LakeSummary:
     @property
     def quarantined(self) -> int:
         return sum(self.quarantine_by_reason.values())
-
-
-def _to_parquet(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
 
 
 def as_utc(value: datetime | date | str | None) -> datetime | None:
@@ -169,7 +167,7 @@ class Lake:
         for hour in pc.unique(hours).to_pylist():
             part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
             key = f"events/dt={hour:%Y-%m-%d}/hour={hour:%H}/{name}.parquet"
-            created = self.store.put_if_absent(key, _to_parquet(part))
+            created = self.store.put_if_absent(key, parquet_bytes(part))
             written.append(WrittenObject(key, part.num_rows, created))
         return written
 
@@ -180,39 +178,55 @@ class Lake:
         table = table.cast(QUARANTINE_SCHEMA)
         day = table.column("received_at")[0].as_py()
         key = f"quarantine/dt={day:%Y-%m-%d}/{safe_name(batch_id)}.parquet"
-        created = self.store.put_if_absent(key, _to_parquet(table))
+        created = self.store.put_if_absent(key, parquet_bytes(table))
         return WrittenObject(key, table.num_rows, created)
 
     def write_catalog(self, name: str, table: pa.Table, version: str) -> WrittenObject:
         """Write a catalog table (items, users); readers take the newest version."""
         key = f"catalog/{safe_name(name)}/{safe_name(version)}.parquet"
-        created = self.store.put_if_absent(key, _to_parquet(table))
+        created = self.store.put_if_absent(key, parquet_bytes(table))
         return WrittenObject(key, table.num_rows, created)
 
     # ---- reading -------------------------------------------------------------------------
 
+    def hours(
+        self, start: datetime | date | str | None = None, end: datetime | date | str | None = None
+    ) -> list[HourPart]:
+        """Hour partitions overlapping [start, end), in time order, each with the objects a
+        reader reads for it: the committed compaction's files and the raw objects it does not
+        cover, or the raw objects of an hour never compacted (see recloop.lake.manifest)."""
+        return plan_window(self.store, as_utc(start), as_utc(end))
+
+    def hour_span(
+        self, start: datetime | date | str | None = None, end: datetime | date | str | None = None
+    ) -> tuple[datetime, datetime] | None:
+        """(start of the first, end of the last) hour partition with events in [start, end),
+        from listings alone; None when there is none."""
+        hours = list(list_hours(self.store, as_utc(start), as_utc(end)))
+        return (hours[0], hours[-1] + HOUR) if hours else None
+
+    def newest_event(
+        self, start: datetime | date | str | None = None, end: datetime | date | str | None = None
+    ) -> datetime | None:
+        """The newest event timestamp in [start, end), reading only the newest hours."""
+        lo, hi = as_utc(start), as_utc(end)
+        for hour in reversed(list_hours(self.store, lo, hi)):
+            hour_lo = hour if lo is None else max(hour, lo)
+            hour_hi = hour + HOUR if hi is None else min(hour + HOUR, hi)
+            newest: datetime | None = None
+            for table in self.iter_events(hour_lo, hour_hi, columns=["timestamp"]):
+                if table.num_rows:
+                    top: datetime = pc.max(table.column("timestamp")).as_py()
+                    newest = top if newest is None else max(newest, top)
+            if newest is not None:
+                return newest
+        return None
+
     def event_keys(
         self, start: datetime | date | str | None = None, end: datetime | date | str | None = None
     ) -> list[str]:
-        """Event objects whose hour partition overlaps [start, end), in time order."""
-        lo, hi = as_utc(start), as_utc(end)
-        prefixes = ["events/"]
-        if lo is not None and hi is not None and (hi - lo) <= timedelta(days=400):
-            days = (hi.date() - lo.date()).days + 1
-            prefixes = [f"events/dt={lo.date() + timedelta(days=d)}/" for d in range(days)]
-        keys = []
-        for prefix in prefixes:
-            for info in self.store.list(prefix):
-                match = _EVENT_KEY.match(info.key)
-                if not match:
-                    continue
-                hour_start = datetime.fromisoformat(f"{match[1]}T{match[2]}:00:00+00:00")
-                if lo is not None and hour_start + timedelta(hours=1) <= lo:
-                    continue
-                if hi is not None and hour_start >= hi:
-                    continue
-                keys.append(info.key)
-        return sorted(keys)
+        """The objects a reader reads for [start, end), hour by hour in time order."""
+        return [key for part in self.hours(start, end) for key in part.keys]
 
     def iter_events(
         self,
@@ -223,28 +237,32 @@ class Lake:
     ) -> Iterator[pa.Table]:
         """Stream [start, end) object by object, projected to `columns`, in the current schema.
 
+        Each hour is read once, by its manifest (recloop.lake.manifest), and an event id is
+        kept once per hour (the first copy: compacted data, then raw objects in key order).
         Each object read is appended to `snapshot` with its size and checksum, so the caller
         knows exactly what it consumed. Memory stays bounded by one object at a time.
         """
         lo, hi = as_utc(start), as_utc(end)
-        wanted = None if columns is None else sorted({*columns, "timestamp"})
-        for key in self.event_keys(lo, hi):
-            data = self.store.get(key)
-            table = pq.read_table(_source(data), columns=_present(data, wanted))
-            if snapshot is not None:
-                digest = hashlib.sha256(data).hexdigest()
-                snapshot.objects.append(ManifestEntry(key, len(data), digest, table.num_rows))
-            table = conform(table, wanted)
-            ts = table.column("timestamp")
-            mask = None
-            if lo is not None:
-                mask = pc.greater_equal(ts, pa.scalar(lo, ts.type))
-            if hi is not None:
-                upper = pc.less(ts, pa.scalar(hi, ts.type))
-                mask = upper if mask is None else pc.and_(mask, upper)
-            if mask is not None:
-                table = table.filter(mask)
-            yield table if columns is None else table.select(columns)
+        wanted = None if columns is None else sorted({*columns, "timestamp", "event_id"})
+        for part in plan_window(self.store, lo, hi):
+            if snapshot is not None:  # a reproduction plans the hour from the same manifests
+                for key in part.manifests:
+                    data = self.store.get(key)
+                    snapshot.objects.append(ManifestEntry(key, len(data), sha256(data), 0))
+            earlier: list[pa.Array] = []  # ids kept from the hour's earlier objects
+            for index, key in enumerate(part.keys):
+                data = self.store.get(key)
+                table = read_parquet(data, wanted)
+                if snapshot is not None:
+                    digest = sha256(data)
+                    snapshot.objects.append(ManifestEntry(key, len(data), digest, table.num_rows))
+                table = conform(table, wanted)
+                if index >= part.compacted:  # compacted data holds each id once already
+                    table = _first_copies(table, earlier)
+                if index + 1 < len(part.keys):
+                    earlier.append(table.column("event_id").combine_chunks())
+                table = _in_window(table, lo, hi)
+                yield table if columns is None else table.select(columns)
 
     def read_events(
         self,
@@ -255,8 +273,8 @@ class Lake:
     ) -> tuple[pa.Table, Snapshot]:
         """All events in [start, end) as one table, and the snapshot of what was read.
 
-        With `dedupe`, an event_id seen twice (the same event delivered in two batches) is
-        kept once, first occurrence wins.
+        An hour never holds an event id twice (see iter_events); with `dedupe`, an id seen in
+        two hours (a resent event with another timestamp) is kept once too, first one wins.
         """
         lo, hi = as_utc(start), as_utc(end)
         snapshot = Snapshot(
@@ -285,7 +303,7 @@ class Lake:
     def read_quarantine(self) -> pa.Table:
         """Every quarantined record, with reason and payload."""
         parts = [
-            pq.read_table(_source(self.store.get(info.key)))
+            read_parquet(self.store.get(info.key))
             for info in self.store.list("quarantine/")
             if _QUARANTINE_KEY.match(info.key)
         ]
@@ -296,19 +314,24 @@ class Lake:
         keys = [info.key for info in self.store.list(f"catalog/{safe_name(name)}/")]
         if not keys:
             return None
-        return pq.read_table(_source(self.store.get(max(keys))))
+        return read_parquet(self.store.get(max(keys)))
 
     def summary(self) -> LakeSummary:
-        """Partitions with object, row and byte counts; quarantine counts by reason."""
-        partitions: dict[tuple[str, str], PartitionSummary] = {}
-        for info in self.store.list("events/"):
-            match = _EVENT_KEY.match(info.key)
-            if not match:
-                continue
-            part = partitions.setdefault((match[1], match[2]), PartitionSummary(match[1], match[2]))
-            part.objects += 1
-            part.bytes += info.size
-            part.rows += _row_count(self.store.get(info.key))
+        """Hour partitions as readers see them (objects read, rows, bytes, compacted or not);
+        quarantine counts by reason; catalog sizes."""
+        partitions = []
+        for listing in list_hours(self.store, None, None).values():
+            part = plan(self.store, listing)
+            sizes = {info.key: info.size for info in listing.raw}
+            hour = part.hour
+            summary = PartitionSummary(f"{hour:%Y-%m-%d}", f"{hour:%H}", generation=part.generation)
+            for key in part.keys:
+                data = self.store.get(key)
+                summary.objects += 1
+                summary.rows += row_count(data)
+                summary.bytes += sizes.get(key, len(data))
+            summary.raw_objects = len(listing.raw)
+            partitions.append(summary)
         quarantine = self.read_quarantine()
         reasons: dict[str, int] = {}
         for reason in quarantine.column("reason").to_pylist():
@@ -320,31 +343,33 @@ class Lake:
             catalog[name] = table.num_rows if table is not None else 0
         return LakeSummary(
             self.uri,
-            sorted(partitions.values(), key=lambda p: (p.dt, p.hour)),
+            partitions,
             dict(sorted(reasons.items())),
             catalog,
         )
 
 
-def _source(data: bytes) -> pa.BufferReader:
-    """A Parquet source over an Arrow-owned copy of `data`.
+def _first_copies(table: pa.Table, earlier: list[pa.Array]) -> pa.Table:
+    """The rows whose event id is new: not earlier in this table, nor in `earlier`."""
+    ids = table.column("event_id").combine_chunks()
+    # Integer codes, not Python strings: np.unique on them finds each id's first row.
+    _, first = np.unique(pc.dictionary_encode(ids).indices.to_numpy(), return_index=True)
+    fresh = np.zeros(len(ids), dtype=bool)
+    fresh[first] = True
+    if earlier:
+        seen = pc.is_in(ids, value_set=pa.concat_arrays(earlier))
+        fresh &= ~seen.to_numpy(zero_copy_only=False)
+    if fresh.all():
+        return table
+    return table.take(pa.array(np.flatnonzero(fresh)))
 
-    Reading straight from Python bytes lets Arrow's I/O threads hold buffers that point into
-    Python objects; one released during interpreter shutdown takes the GIL too late and aborts
-    the process (apache/arrow#34314, seen here as exit code 134 after a CLI had finished).
-    """
-    buffer = pa.allocate_buffer(len(data))
-    np.frombuffer(buffer, dtype=np.uint8)[:] = np.frombuffer(data, dtype=np.uint8)
-    return pa.BufferReader(buffer)
 
-
-def _row_count(data: bytes) -> int:
-    return int(pq.ParquetFile(_source(data)).metadata.num_rows)
-
-
-def _present(data: bytes, columns: list[str] | None) -> list[str] | None:
-    # An older file may lack a projected column; read what it has, conform() adds the rest.
-    if columns is None:
-        return None
-    names = set(pq.ParquetFile(_source(data)).schema_arrow.names)
-    return [c for c in columns if c in names]
+def _in_window(table: pa.Table, lo: datetime | None, hi: datetime | None) -> pa.Table:
+    ts = table.column("timestamp")
+    mask = None
+    if lo is not None:
+        mask = pc.greater_equal(ts, pa.scalar(lo, ts.type))
+    if hi is not None:
+        upper = pc.less(ts, pa.scalar(hi, ts.type))
+        mask = upper if mask is None else pc.and_(mask, upper)
+    return table if mask is None else table.filter(mask)

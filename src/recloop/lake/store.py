@@ -64,6 +64,10 @@ class ObjectStore(Protocol):
         """Objects whose key starts with `prefix`, in key order."""
         ...
 
+    def retire(self, key: str) -> None:
+        """Mark an object no reader needs any more for expiry after a grace period."""
+        ...
+
 
 class LocalStore:
     """A folder on the local disk (file:// URIs)."""
@@ -113,6 +117,15 @@ class LocalStore:
                 if key.startswith(prefix):
                     found.append(ObjectInfo(key, path.stat().st_size))
         yield from sorted(found, key=lambda info: info.key)
+
+    def retire(self, key: str) -> None:
+        # No lifecycle on a laptop: a local lake keeps what compaction replaced (readers skip
+        # it by manifest); deleting here could pull a file from under a reader mid-read.
+        return
+
+
+# S3 lifecycle expires objects carrying this tag after the grace period (terraform datalake).
+RETIRED_TAG: Any = {"Key": "recloop-lake", "Value": "retired"}
 
 
 class S3Store:
@@ -173,6 +186,23 @@ class S3Store:
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
             for item in page.get("Contents", []):
                 yield ObjectInfo(item["Key"][strip:], int(item["Size"]))
+
+    def retire(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object_tagging(
+                Bucket=self.bucket, Key=self._key(key), Tagging={"TagSet": [RETIRED_TAG]}
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404"):
+                return  # expired already
+            if code in _TRANSIENT_CODES:
+                raise TransientStoreError(f"tag {key!r}: {code}") from exc
+            raise LakeError(f"tag {key!r}: {code}") from exc
+        except BotoCoreError as exc:
+            raise TransientStoreError(f"tag {key!r}: {exc}") from exc
 
 
 def store_from_uri(uri: str, s3_client: Any = None) -> ObjectStore:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import orjson
 import pandas as pd
-import pyarrow.compute as pc
 
 from recloop.config import Settings
 from recloop.lake import Lake
@@ -285,14 +284,9 @@ def render_dashboard(data: DashboardData) -> str:
 def latest_data_time(lake: Lake | None, *logs_end: datetime | None) -> datetime | None:
     """The newest timestamp in the lake or the given log ends: where a default range ends."""
     candidates = [t for t in logs_end if t is not None]
-    if lake is not None:
-        keys = lake.event_keys()
-        if keys:
-            part = keys[-1].split("/")
-            hour = datetime.fromisoformat(f"{part[1][3:]}T{part[2][5:]}:00:00+00:00")
-            for table in lake.iter_events(hour, hour + timedelta(hours=1), columns=["timestamp"]):
-                if table.num_rows:
-                    candidates.append(pc.max(table.column("timestamp")).as_py())
+    newest = lake.newest_event() if lake is not None else None
+    if newest is not None:
+        candidates.append(newest)
     return max(candidates) if candidates else None
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from recloop.lake import Lake
 from recloop.monitoring.alarms import Alarm, AlarmState
@@ -80,21 +79,8 @@ class MonitorReport:
 
 def last_event_time(lake: Lake, now: datetime, lookback: timedelta) -> datetime | None:
     """Timestamp of the newest event in (now - lookback, now], reading only the newest hour."""
-    lo, hi = now - lookback, now + _FUTURE_SLACK
-    keys = lake.event_keys(lo, hi)
-    hours = sorted({key.split("/")[1] + "/" + key.split("/")[2] for key in keys}, reverse=True)
-    for part in hours:  # e.g. "dt=2026-03-02/hour=08"
-        start = datetime.fromisoformat(f"{part[3:13]}T{part[-2:]}:00:00+00:00")
-        newest: datetime | None = None
-        for table in lake.iter_events(
-            max(start, lo), min(start + timedelta(hours=1), hi), columns=["timestamp"]
-        ):
-            if table.num_rows:
-                top = pc.max(table.column("timestamp")).as_py()
-                newest = top if newest is None else max(newest, top)
-        if newest is not None:
-            return min(newest, now)
-    return None
+    newest = lake.newest_event(now - lookback, now + _FUTURE_SLACK)
+    return None if newest is None else min(newest, now)
 
 
 def _interactions(lake: Lake, lo: datetime, hi: datetime) -> pa.Table:

@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -492,7 +492,8 @@ def _system_pool() -> Iterator[None]:
 def _feed(
     lake: Lake, lo: datetime | None, hi: datetime, sinks: list[_Sink], snapshot: Snapshot
 ) -> None:
-    for table in _dedupe_by_partition(lake, lo, hi, snapshot):
+    # The lake reads each hour once, by its manifest, without repeated event ids.
+    for table in lake.iter_events(lo, hi, _LAKE_COLUMNS, snapshot):
         actors = pc.coalesce(table.column("user_id"), table.column("visitor_id"))
         valid = pc.and_(pc.is_valid(actors), pc.is_valid(table.column("item_id")))
         table = table.append_column("actor", actors).filter(valid)
@@ -512,8 +513,8 @@ def _feed(
 def _window_end(lake: Lake, lo: datetime | None, hi: datetime | None) -> datetime:
     if hi is not None:
         return hi
-    keys = lake.event_keys(lo, None)
-    return _partition_end(keys[-1]) if keys else datetime.now(UTC).replace(microsecond=0)
+    span = lake.hour_span(lo, None)
+    return span[1] if span else datetime.now(UTC).replace(microsecond=0)
 
 
 def from_lake(
@@ -596,37 +597,6 @@ def _release_free_memory() -> None:
     except OSError:  # not glibc (macOS, musl): nothing to trim
         return
     libc.malloc_trim(0)
-
-
-def _partition_end(key: str) -> datetime:
-    # events/dt=YYYY-MM-DD/hour=HH/name.parquet
-    parts = key.split("/")
-    day, hour = parts[1].removeprefix("dt="), parts[2].removeprefix("hour=")
-    return datetime.fromisoformat(f"{day}T{hour}:00:00+00:00") + timedelta(hours=1)
-
-
-def _dedupe_by_partition(
-    lake: Lake, lo: datetime | None, hi: datetime, snapshot: Snapshot
-) -> Iterator[pa.Table]:
-    earlier: list[pa.Array] = []  # event ids kept from the partition's earlier objects
-    partition = None
-    for table in lake.iter_events(lo, hi, _LAKE_COLUMNS, snapshot):
-        # iter_events appends each object it reads to the snapshot before yielding it.
-        prefix = snapshot.objects[-1].key.rsplit("/", 1)[0]
-        if prefix != partition:
-            earlier, partition = [], prefix
-        ids = table.column("event_id").combine_chunks()
-        # The first copy of each id in this object (integer codes: no Python strings), unless
-        # an earlier object of the partition had it (most partitions hold one object).
-        _, first = np.unique(pc.dictionary_encode(ids).indices.to_numpy(), return_index=True)
-        fresh = np.zeros(len(ids), dtype=bool)
-        fresh[first] = True
-        if earlier:
-            seen = pc.is_in(ids, value_set=pa.concat_arrays(earlier))
-            fresh &= ~seen.to_numpy(zero_copy_only=False)
-        keep = np.flatnonzero(fresh)
-        earlier.append(ids.take(pa.array(keep)))
-        yield table.take(keep) if len(keep) < table.num_rows else table
 
 
 def from_table(

@@ -404,18 +404,18 @@ def resolve_window(lake: Lake, options: TrainOptions) -> Window:
     since = _as_utc(options.since)
     until = _as_utc(options.until)
     if until is None:
-        keys = lake.event_keys(since, None)
-        if not keys:
+        span = lake.hour_span(since, None)
+        if span is None:
             raise TrainError(f"the lake {lake.uri} has no events in the window")
-        until = _partition_end(keys[-1])
+        until = span[1]
     holdout_start = until - timedelta(days=options.holdout_days)
     validation_start = holdout_start - timedelta(days=options.validation_days)
     start = since
     if start is None:
         # No explicit start: the data's own first hour bounds the window, and a lake shorter
         # than validation + holdout would otherwise fail later with an empty training matrix.
-        keys = lake.event_keys(None, until)
-        start = _partition_end(keys[0]) - timedelta(hours=1) if keys else until
+        first = lake.hour_span(None, until)
+        start = first[0] if first else until
     if validation_start <= start:
         raise TrainError(
             f"window {start.isoformat()} .. {until.isoformat()} is too short for "
@@ -434,12 +434,6 @@ def _as_utc(value: str | None) -> datetime | None:
     except ValueError as exc:
         raise TrainError(f"{value!r} is not an ISO date or time") from exc
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def _partition_end(key: str) -> datetime:
-    # events/dt=YYYY-MM-DD/hour=HH/<name>.parquet: the hour after the partition's start
-    day, hour = (part.split("=", 1)[1] for part in key.split("/")[1:3])
-    return datetime.fromisoformat(f"{day}T{hour}:00:00+00:00") + timedelta(hours=1)
 
 
 def _fit(family: str, params: dict[str, Any], data: ds.InteractionData) -> Recommender:
@@ -734,6 +728,9 @@ class ManifestStore:
 
     def put_if_absent(self, key: str, data: bytes) -> bool:
         raise TrainError("a reproduction never writes to the lake")
+
+    def retire(self, key: str) -> None:
+        raise TrainError("a reproduction never changes the lake")
 
     def get(self, key: str) -> bytes:
         import hashlib
