@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     cors_origins: tuple[str, ...] = Field((), description="origins the web frontend is served from")
     api_token: SecretStr | None = Field(None, description="bearer token for local use; None: open")
     backend_timeout_ms: int = Field(50, ge=1, description="timeout of one feature/candidate call")
+    history_write_timeout_ms: int = Field(
+        250, ge=1, description="timeout of POST /events' history write (own circuit breaker)"
+    )
+    events_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="larger POST /events bodies: 413, never read whole"
+    )
     watch_interval_seconds: float = Field(10.0, gt=0, description="registry polling interval")
     backend_check_seconds: float = Field(
         10.0, gt=0, description="how often serving pings its backends (reported, never unready)"

@@ -24,6 +24,7 @@ import recloop
 from recloop.config import Settings, get_settings
 from recloop.errors import ConfigError, NotFoundError, RecloopError
 from recloop.monitoring.service_metrics import SnapshotRecorder
+from recloop.serving.bodylimit import BodyLimitMiddleware
 from recloop.serving.deps import AuthDep
 from recloop.serving.errors import (
     BackendError,
@@ -73,6 +74,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if settings.api_token is None:  # the token check is a FastAPI dependency: keep its route
         app.router.routes.insert(0, recommendations.LeanRoute())
     _install_error_handlers(app)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.events_max_body_bytes, paths=("/events",)
+    )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, recorder=runtime.snapshots)
     if settings.cors_origins:
         app.add_middleware(

@@ -85,6 +85,11 @@ class Runtime:
             metrics=self.metrics,
             features_guard=Guard("features", timeout, self.features.blocking_io),
             candidates_guard=Guard("candidates", timeout, self.candidates.blocking_io),
+            history_guard=Guard(
+                "history",
+                self.settings.history_write_timeout_ms / 1000.0,
+                self.features.blocking_io,
+            ),
         )
         self.backends = BackendMonitor(
             {"features": self.features.ping, "candidates": self.candidates.ping}, self.metrics

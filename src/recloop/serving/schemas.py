@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from recloop.events import Event
+from recloop.events import Event, EventType
 
 Source = Literal["personalised", "cold_start", "popularity_fallback"]
 
@@ -39,12 +39,43 @@ class SimilarItemsPublic(BaseModel):
     degraded: bool = False
 
 
+# Prefix of every event id a client chose: server-made ids (impressions' "imp-<rec_id>",
+# access-log line hashes) can never be claimed, or suppressed as duplicates, by a client.
+CLIENT_ID_PREFIX = "c-"
+
+
+class ClientEvent(Event):
+    """An event as a client may post it: anything but an impression, its id namespaced.
+
+    Impressions are what the API itself showed (written by the API alone): a client posting
+    them could fake a CTR drop and steer the loop. `source` is always "tracker".
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _namespaced(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            event_id = data.get("event_id")
+            if isinstance(event_id, str) and event_id.strip():
+                data["event_id"] = CLIENT_ID_PREFIX + event_id.strip()
+            data["source"] = "tracker"
+        return data
+
+    @field_validator("event_type")
+    @classmethod
+    def _not_an_impression(cls, value: EventType) -> EventType:
+        if value is EventType.IMPRESSION:
+            raise ValueError("impressions are recorded by the API itself, not posted")
+        return value
+
+
 class EventBatchIn(BaseModel):
     """What the web tracker posts: 1 to 500 events (views; clicks carrying rec_id)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    events: list[Event] = Field(min_length=1, max_length=500)
+    events: list[ClientEvent] = Field(min_length=1, max_length=500)
 
 
 class EventsAcceptedPublic(BaseModel):

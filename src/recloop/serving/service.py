@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -94,6 +94,7 @@ class RecommendationService:
         metrics: ServingMetrics,
         features_guard: Guard,
         candidates_guard: Guard,
+        history_guard: Guard | None = None,
         rules: RankingRules = RankingRules(),
     ) -> None:
         self.holder = holder
@@ -103,6 +104,11 @@ class RecommendationService:
         self.metrics = metrics
         self.features_guard = features_guard
         self.candidates_guard = candidates_guard
+        # History writes (POST /events) get their own deadline and breaker: a slow write path
+        # must not open the breaker that recommendations read through, nor the reverse.
+        self.history_guard = history_guard or Guard(
+            "history", features_guard.timeout_s, features_guard.blocking
+        )
         self.rules = rules
         self.item_cache = ItemCache()
         # The model's own lists answer when the configured source cannot (down, not published
@@ -424,11 +430,11 @@ class RecommendationService:
 
     # ---- events -------------------------------------------------------------------------------
 
-    async def record_events(self, events: list[Event]) -> int:
+    async def record_events(self, events: Sequence[Event]) -> int:
         """Queue events for the lake and update histories now, so the next answer sees them."""
         self.sink.submit(events)  # SinkFullError -> 503 before anything else happens
         try:
-            await self.features_guard.call(self.features.append_history, events)
+            await self.history_guard.call(self.features.append_history, events)
         except BackendError as exc:
             # The sink still delivers them, and the ingest path appends them to history later.
             self.metrics.backend_errors.labels("features").inc()
