@@ -44,7 +44,10 @@ def parse_timestamp(text: str) -> datetime | str:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
         return f"timestamp {text!r} is neither ISO 8601 nor epoch seconds"
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        return f"timestamp {text!r} is out of range once converted to UTC"
 
 
 def _not_encoded(path: Path, where: str, encoding: str, exc: UnicodeDecodeError) -> ImportDataError:
