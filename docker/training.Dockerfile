@@ -5,9 +5,9 @@
 # model bundle to /opt/ml/model.
 # CPU:  docker build -f docker/training.Dockerfile -t recloop-training:cpu .
 # GPU:  docker build -f docker/training.Dockerfile --build-arg VARIANT=gpu -t recloop-training:gpu .
-# The GPU variant is for ml.g* instances: implicit's manylinux wheel already carries its CUDA
-# build and enables it once the rmm-cu13 package imports (docker/requirements-gpu.txt pins it).
-# The NVIDIA driver comes from the SageMaker host.
+# The GPU variant is for ml.g* instances: implicit's manylinux wheel carries its CUDA build, and
+# docker/requirements-gpu.txt adds the libraries it links (RMM, cuBLAS, cuRAND, the CUDA
+# runtime) as PyPI wheels. The NVIDIA driver comes from the SageMaker host.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -28,7 +28,10 @@ FROM ${PYTHON_IMAGE} AS runtime
 ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
 COPY --from=build /opt/venv /opt/venv
 COPY --chmod=0755 training/ /opt/program/
+# implicit's _cuda.so has no RUNPATH: the loader finds the NVIDIA wheels' libraries only here
+# (a folder that does not exist in the CPU variant, where it changes nothing).
 ENV PATH=/opt/program:/opt/venv/bin:$PATH \
+    LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cu13/lib \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 # SageMaker mounts /opt/ml owned by root and runs the container as root; no USER here.

@@ -41,20 +41,20 @@ def _target_group_health_path() -> str:
 # --- health: the load balancer asks for liveness ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_load_balancer_health_path_answers_with_no_model_and_dead_backends(
     tmp_path: Path,
 ) -> None:
-    """A fresh environment: an empty registry and Elasticsearch unreachable. The target group's
-    path must still answer 200 (else the green task set never turns healthy and `apply:dev`
-    fails), while /readyz rightly says 503. (The features store is a real SQLite file here:
-    the app's start-up with DocumentDB down is the serving code's part, issue 14.)"""
+    """A fresh environment: an empty registry, DocumentDB and Elasticsearch unreachable. The
+    target group's path must still answer 200 (else the green task set never turns healthy and
+    `apply:dev` fails), while /readyz rightly says 503 (no model)."""
     from recloop.config import Settings
     from recloop.serving.app import create_app
 
     settings = Settings(
         lake_uri=(tmp_path / "lake").as_uri(),
         registry_uri=(tmp_path / "registry").as_uri(),
-        features_uri="sqlite:///" + str(tmp_path / "features.db"),
+        features_uri="mongodb://127.0.0.1:9/recloop?serverSelectionTimeoutMS=200",
         candidates_uri="elasticsearch+http://127.0.0.1:9",
         model_cache_dir=tmp_path / "cache",
         monitor_service_metrics_uri=(tmp_path / "metrics.jsonl").as_uri(),
