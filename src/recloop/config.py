@@ -47,6 +47,7 @@ DEFAULT_BOT_PATTERNS: tuple[str, ...] = (
 )
 # Placeholder key for the anonymous visitor hash; refused outside dev (see validator).
 _DEV_VISITOR_KEY = "recloop-dev-visitor-key"
+_MIN_VISITOR_KEY = 16
 
 
 def _default_root() -> Path:
@@ -177,9 +178,16 @@ class Settings(BaseSettings):
         return rules
 
     def model_post_init(self, __context: object) -> None:
-        if self.environment != "dev" and self.visitor_key.get_secret_value() == _DEV_VISITOR_KEY:
+        key = self.visitor_key.get_secret_value()
+        if self.environment != "dev" and key == _DEV_VISITOR_KEY:
             raise ValueError(
                 "RECLOOP_VISITOR_KEY is the development placeholder; set a secret key outside dev"
+            )
+        if self.environment != "dev" and len(key) < _MIN_VISITOR_KEY:
+            # a short key can be brute-forced, and with it every visitor id maps back to an IP
+            raise ValueError(
+                f"RECLOOP_VISITOR_KEY is shorter than {_MIN_VISITOR_KEY} characters; "
+                "use a random secret (e.g. 32 bytes from Secrets Manager)"
             )
 
 

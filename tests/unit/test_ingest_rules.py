@@ -199,3 +199,11 @@ def test_ecs_grok_fields_from_logstash_8_are_read(rules: Rules) -> None:
     assert log.timestamp == datetime(2024, 10, 10, 20, 55, 36, tzinfo=UTC)
     event = rules.view_from_log(log)
     assert isinstance(event, dict) and event["item_id"] == "abc"
+
+
+@pytest.mark.parametrize("key", ["recloop-dev-visitor-key", "short-key"])
+def test_outside_dev_a_placeholder_or_short_visitor_key_is_refused(key: str) -> None:
+    with pytest.raises(ValueError, match="RECLOOP_VISITOR_KEY"):
+        Settings(environment="prod", visitor_key=SecretStr(key))
+    Settings(environment="dev", visitor_key=SecretStr(key))  # a laptop may use either
+    Settings(environment="prod", visitor_key=SecretStr("x" * 16))

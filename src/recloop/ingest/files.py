@@ -13,6 +13,8 @@ from typing import BinaryIO
 
 from recloop.errors import RecloopError
 
+_PIECE = 1 << 20  # the rest of an oversized line is read (and dropped) in pieces this size
+
 
 class InputFileError(RecloopError):
     """The file to ingest is missing or unreadable."""
@@ -43,26 +45,29 @@ def open_input(path: str | Path) -> Iterator[BinaryIO]:
         raise InputFileError(f"cannot read {source}: {exc}") from exc
 
 
-def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[bytes, list[bytes]]]:
-    """Lines of at most `limit` + 1 bytes kept, plus every piece read (for the digest).
+def _bounded_lines(stream: BinaryIO, limit: int, digest: _Digest) -> Iterator[tuple[bytes, int]]:
+    """Lines of at most `limit` + 1 bytes kept, and how many bytes each took in the stream.
 
     A line longer than that is cut (it will be quarantined as oversized) and the rest of it
-    is read and dropped piece by piece, so one huge line cannot exhaust memory.
+    is read piece by piece into the digest and dropped, so one huge line costs a piece of
+    memory, not its size. `digest` sees every byte read (the batch id hashes the content).
     """
     while True:
         line = stream.readline(limit + 1)
         if not line:
             return
-        pieces = [line]
+        digest.update(line)
+        size = len(line)
         if len(line) > limit and not line.endswith(b"\n"):
             while True:
-                rest = stream.readline(1 << 20)
+                rest = stream.readline(_PIECE)
                 if not rest:
                     break
-                pieces.append(rest)
+                digest.update(rest)
+                size += len(rest)
                 if rest.endswith(b"\n"):
                     break
-        yield line, pieces
+        yield line, size
 
 
 def line_chunks(
@@ -72,17 +77,30 @@ def line_chunks(
     if chunk_size < 1:
         raise InputFileError(f"chunk size must be positive, got {chunk_size}")
     records: list[tuple[str, bytes]] = []
-    digest = hashlib.sha256()
+    digest = _Digest()
     size = 0
-    for number, (line, pieces) in enumerate(_bounded_lines(stream, max_line_bytes), start=1):
-        for piece in pieces:
-            digest.update(piece)
-            size += len(piece)
+    for number, (line, taken) in enumerate(_bounded_lines(stream, max_line_bytes, digest), 1):
+        size += taken
         body = line.rstrip(b"\r\n")
         if body.strip():
             records.append((f"{label}:{number}", body))
         if number % chunk_size == 0:
-            yield LineChunk(f"file-{digest.hexdigest()[:32]}", records, size)
-            records, digest, size = [], hashlib.sha256(), 0
+            yield LineChunk(f"file-{digest.take()}", records, size)
+            records, size = [], 0
     if records or size:
-        yield LineChunk(f"file-{digest.hexdigest()[:32]}", records, size)
+        yield LineChunk(f"file-{digest.take()}", records, size)
+
+
+class _Digest:
+    """The running SHA-256 of a chunk's bytes; `take` returns its id and starts the next."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def take(self) -> str:
+        value = self._hash.hexdigest()[:32]
+        self._hash = hashlib.sha256()
+        return value
