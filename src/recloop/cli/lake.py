@@ -44,7 +44,7 @@ def summary(
         day[3] += part.rows
         day[4] += part.bytes
     table = Table(title=f"lake {result.uri}")
-    for column in ("dt", "hours", "compacted", "objects read", "rows", "bytes"):
+    for column in ("dt", "parts", "compacted", "objects read", "rows", "bytes"):
         table.add_column(column, justify="left" if column == "dt" else "right")
     for dt, (hours, compacted, objects, rows, size) in days.items():
         table.add_row(dt, str(hours), str(compacted), str(objects), f"{rows:,}", f"{size:,}")

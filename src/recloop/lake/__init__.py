@@ -1,6 +1,12 @@
 """The data lake: partitioned Parquet on file:// or s3://, compacted hour by hour."""
 
-from recloop.lake.compaction import HourCompaction, compact, compact_hour
+from recloop.lake.compaction import (
+    Compaction,
+    HourCompaction,
+    compact,
+    compact_day,
+    compact_hour,
+)
 from recloop.lake.lake import (
     QUARANTINE_SCHEMA,
     Lake,
@@ -14,6 +20,7 @@ from recloop.lake.store import LocalStore, ObjectStore, S3Store, store_from_uri
 
 __all__ = [
     "QUARANTINE_SCHEMA",
+    "Compaction",
     "HourCompaction",
     "HourPart",
     "Lake",
@@ -25,6 +32,7 @@ __all__ = [
     "Snapshot",
     "WrittenObject",
     "compact",
+    "compact_day",
     "compact_hour",
     "store_from_uri",
 ]

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 
 from recloop.errors import LakeError
 from recloop.events import EVENT_SCHEMA, conform
-from recloop.lake.layout import HOUR
-from recloop.lake.manifest import HourPart, list_hours, plan, plan_window
+from recloop.lake.layout import HOUR, key_hour
+from recloop.lake.manifest import HourPart, list_days, list_hours, plan_day, plan_window
 from recloop.lake.parquet import parquet_bytes, read_parquet, row_count, sha256
 from recloop.lake.store import ObjectStore, store_from_uri
 
@@ -249,18 +249,21 @@ class Lake:
                 for key in part.manifests:
                     data = self.store.get(key)
                     snapshot.objects.append(ManifestEntry(key, len(data), sha256(data), 0))
-            earlier: list[pa.Array] = []  # ids kept from the hour's earlier objects
+            # Ids (and their hours) kept from the part's earlier objects, when later objects
+            # need checking against them.
+            earlier: list[tuple[pa.Array, np.ndarray]] = []
+            checked = len(part.keys) > part.compacted
             for index, key in enumerate(part.keys):
                 data = self.store.get(key)
                 table = read_parquet(data, wanted)
                 if snapshot is not None:
-                    digest = sha256(data)
-                    snapshot.objects.append(ManifestEntry(key, len(data), digest, table.num_rows))
+                    entry = ManifestEntry(key, len(data), sha256(data), table.num_rows)
+                    snapshot.objects.append(entry)
                 table = conform(table, wanted)
-                if index >= part.compacted:  # compacted data holds each id once already
-                    table = _first_copies(table, earlier)
-                if index + 1 < len(part.keys):
-                    earlier.append(table.column("event_id").combine_chunks())
+                if index >= part.compacted:  # compacted data holds each id once an hour
+                    table = _first_copies(table, _seen_in_hour(earlier, key_hour(key)))
+                if checked and index + 1 < len(part.keys):
+                    earlier.append((table.column("event_id").combine_chunks(), _hours(table)))
                 table = _in_window(table, lo, hi)
                 yield table if columns is None else table.select(columns)
 
@@ -320,18 +323,23 @@ class Lake:
         """Hour partitions as readers see them (objects read, rows, bytes, compacted or not);
         quarantine counts by reason; catalog sizes."""
         partitions = []
-        for listing in list_hours(self.store, None, None).values():
-            part = plan(self.store, listing)
-            sizes = {info.key: info.size for info in listing.raw}
-            hour = part.hour
-            summary = PartitionSummary(f"{hour:%Y-%m-%d}", f"{hour:%H}", generation=part.generation)
-            for key in part.keys:
-                data = self.store.get(key)
-                summary.objects += 1
-                summary.rows += row_count(data)
-                summary.bytes += sizes.get(key, len(data))
-            summary.raw_objects = len(listing.raw)
-            partitions.append(summary)
+        for day in list_days(self.store, None, None).values():
+            sizes = {info.key: info.size for hour in day.hours.values() for info in hour.raw}
+            for part in plan_day(self.store, day):
+                start = part.unit.start
+                summary = PartitionSummary(
+                    f"{start:%Y-%m-%d}",
+                    "day" if part.unit.day else f"{start:%H}",
+                    generation=part.generation,
+                )
+                for key in part.keys:
+                    data = self.store.get(key)
+                    summary.objects += 1
+                    summary.rows += row_count(data)
+                    summary.bytes += sizes.get(key, len(data))
+                hours = [h for h in day.hours.values() if part.unit.day or h.unit == part.unit]
+                summary.raw_objects = sum(len(h.raw) for h in hours)
+                partitions.append(summary)
         quarantine = self.read_quarantine()
         reasons: dict[str, int] = {}
         for reason in quarantine.column("reason").to_pylist():
@@ -347,6 +355,18 @@ class Lake:
             dict(sorted(reasons.items())),
             catalog,
         )
+
+
+def _hours(table: pa.Table) -> np.ndarray:
+    """Each row's hour, as hours since the epoch."""
+    ms = table.column("timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return np.asarray(ms // 3_600_000, dtype=np.int64)
+
+
+def _seen_in_hour(earlier: list[tuple[pa.Array, np.ndarray]], hour: datetime) -> list[pa.Array]:
+    """The ids read earlier in the hour starting at `hour` (a rolled-up day holds 24 hours)."""
+    wanted = int(hour.timestamp()) // 3600
+    return [ids.filter(pa.array(hours == wanted)) for ids, hours in earlier]
 
 
 def _first_copies(table: pa.Table, earlier: list[pa.Array]) -> pa.Table:

@@ -69,6 +69,10 @@ class ObjectStore(Protocol):
         ...
 
 
+# Where a local store keeps retired objects (see LocalStore.retire).
+RETIRED_DIR = ".retired"
+
+
 class LocalStore:
     """A folder on the local disk (file:// URIs)."""
 
@@ -94,13 +98,13 @@ class LocalStore:
 
     def get(self, key: str) -> bytes:
         try:
-            return (self.root / key).read_bytes()
+            return self._path(key).read_bytes()
         except FileNotFoundError as exc:
             raise LakeError(f"no object {key!r} in {self.uri}") from exc
 
     def copy_to(self, key: str, path: Path) -> None:
         try:
-            shutil.copyfile(self.root / key, path)
+            shutil.copyfile(self._path(key), path)
         except FileNotFoundError as exc:
             raise LakeError(f"no object {key!r} in {self.uri}") from exc
 
@@ -111,17 +115,40 @@ class LocalStore:
         if not folder.is_dir():
             return
         found = []
-        for path in folder.rglob("*"):
-            if path.is_file() and not path.name.startswith(".tmp-"):
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    found.append(ObjectInfo(key, path.stat().st_size))
+        # scandir with the sizes it returns, not Path.rglob + stat: listing thousands of small
+        # objects was most of a compacted window's read time.
+        pending = [(str(folder), folder.relative_to(self.root).as_posix())]
+        while pending:
+            path, rel = pending.pop()
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    key = f"{rel}/{entry.name}" if rel != "." else entry.name
+                    if entry.is_dir():
+                        if entry.name != RETIRED_DIR:
+                            pending.append((entry.path, key))
+                    elif not entry.name.startswith(".tmp-") and key.startswith(prefix):
+                        found.append(ObjectInfo(key, entry.stat().st_size))
         yield from sorted(found, key=lambda info: info.key)
 
     def retire(self, key: str) -> None:
-        # No lifecycle on a laptop: a local lake keeps what compaction replaced (readers skip
-        # it by manifest); deleting here could pull a file from under a reader mid-read.
-        return
+        """Move the object under .retired/: no listing shows it, a GET by key still finds it
+        (a reader that listed before the move can finish), and the folder can be emptied
+        whenever no reader runs: a laptop's stand-in for S3's lifecycle expiry."""
+        source = self.root / key
+        target = self.root / RETIRED_DIR / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            source.replace(target)
+        except FileNotFoundError:
+            return  # retired already
+
+    def _path(self, key: str) -> Path:
+        path = self.root / key
+        if not path.exists():
+            retired = self.root / RETIRED_DIR / key
+            if retired.exists():
+                return retired
+        return path
 
 
 # S3 lifecycle expires objects carrying this tag after the grace period (terraform datalake).
