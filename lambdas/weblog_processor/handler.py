@@ -67,16 +67,17 @@ def _record_bytes(record: dict[str, Any]) -> bytes:
         return str(data).encode("utf-8", "replace")
 
 
-def _history_sink() -> LazyHistorySink | None:
+def _history_sink(settings: Settings) -> LazyHistorySink | None:
     """DocumentDB as the real-time history sink when RECLOOP_FEATURES_URI names it, else none.
 
-    Only an explicit setting counts: the default (SQLite under the working directory) is a
-    laptop's store, and a Lambda's file system is read-only there. The store is built on the
-    first events, not here: a DocumentDB outage at cold start must not fail the lake writes.
+    Only an explicit setting counts (from the environment, or however Settings resolves it):
+    the default (SQLite under the working directory) is a laptop's store, and a Lambda's file
+    system is read-only there. The store is built on the first events, not here: a DocumentDB
+    outage at cold start must not fail the lake writes.
     """
-    uri = os.environ.get("RECLOOP_FEATURES_URI", "")
-    if not uri:
+    if "features_uri" not in settings.model_fields_set:
         return None
+    uri = settings.features_uri
 
     def build() -> Any:
         from recloop.serving.features import features_from_uri
@@ -103,7 +104,7 @@ class WeblogProcessor:
 
             s3_client = boto3.client("s3")
         lake = Lake.from_uri(settings.lake_uri, s3_client=s3_client)
-        return cls(Ingestor(lake, settings, history_sink=_history_sink()))
+        return cls(Ingestor(lake, settings, history_sink=_history_sink(settings)))
 
     def ingest(self, event: dict[str, Any]) -> IngestReport:
         """The whole batch through the Ingestor once; objects named from the records' ids."""
