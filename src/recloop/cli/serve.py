@@ -19,6 +19,8 @@ _GRACEFUL_SECONDS = 20
 # its default (5) kills workers still importing numpy & co. on a busy 2-core machine.
 _WORKER_HEALTHCHECK_SECONDS = 60
 _PUBLISH_TIMEOUT_MS = 120_000
+# How long `serve` waits for the feature store to answer before starting without the catalogue.
+_PROBE_TIMEOUT_MS = 2_000
 
 
 def _publish_catalog(settings: Settings) -> None:
@@ -27,6 +29,17 @@ def _publish_catalog(settings: Settings) -> None:
     from recloop.serving.features import features_from_uri
     from recloop.serving.features.catalog import publish_catalog
 
+    # The feature store may be down: serving then starts degraded instead of waiting for it
+    # (the bulk timeout below would hold the start for minutes), and the catalogue is published
+    # at the next start.
+    probe = features_from_uri(settings.features_uri, timeout_ms=_PROBE_TIMEOUT_MS)
+    try:
+        probe.ping()
+    except Exception as exc:  # any driver error: the store is not there now
+        console.print(f"catalog not published, the feature store does not answer: {exc}"[:300])
+        return
+    finally:
+        probe.close()
     # A bulk upsert, not a request: a request's deadline would cut a large catalogue short.
     store = features_from_uri(settings.features_uri, timeout_ms=_PUBLISH_TIMEOUT_MS)
     try:
