@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Ordered rules: the first regex whose named group `item` matches the URL path wins.
 DEFAULT_URL_RULES: tuple[str, ...] = (
@@ -63,6 +63,27 @@ class Settings(BaseSettings):
     """recloop's configuration; each field is RECLOOP_<NAME> in the environment."""
 
     model_config = SettingsConfigDict(env_prefix="RECLOOP_", extra="ignore", env_file=None)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then RECLOOP_* variables, then RECLOOP_<FIELD>_SECRET_ARN references
+        (read from Secrets Manager: how the Lambdas get credentials; see config_secrets)."""
+        from recloop.config_secrets import SecretsManagerSource
+
+        return (
+            init_settings,
+            env_settings,
+            SecretsManagerSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     environment: str = Field("dev", description="dev, staging or prod; prod refuses placeholders")
     lake_uri: str = Field(

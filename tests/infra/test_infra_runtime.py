@@ -351,3 +351,49 @@ def test_no_concurrency_is_reserved_under_a_new_accounts_quota(env: str) -> None
             if rtype == "aws_lambda_function":
                 value = str(body.get("reserved_concurrent_executions", "null"))
                 assert value.startswith("${var.reserve"), (module, name, value)
+
+
+# --- credentials: by reference, never as values -------------------------------------------
+
+CREDENTIAL_SETTINGS = {"RECLOOP_FEATURES_URI", "RECLOOP_CANDIDATES_URI", "RECLOOP_VISITOR_KEY"}
+
+
+def _lambda_environments() -> list[tuple[str, str, str]]:
+    """(module, function, environment text with the module's locals inlined)."""
+    out = []
+    for module in sorted(p for p in MODULES.iterdir() if p.is_dir()):
+        text = (module / "main.tf").read_text()
+        for name, block in re.findall(
+            r'resource "aws_lambda_function" "(\w+)" \{(.*?)\n\}', text, flags=re.S
+        ):
+            env = (
+                block.split("environment {", 1)[1].split("\n  }\n", 1)[0]
+                if "environment {" in block
+                else ""
+            )
+            if "local.loop_environment" in env:
+                env += text.split("loop_environment = {", 1)[1].split("\n  }\n", 1)[0]
+            out.append((module.name, name, env))
+    return out
+
+
+def test_lambdas_get_credentials_as_secret_arns_their_role_may_read() -> None:
+    """A Lambda's environment is readable by anyone allowed lambda:GetFunctionConfiguration and
+    sits in the plan and the state: credentials go as RECLOOP_<FIELD>_SECRET_ARN, resolved by
+    recloop.config_secrets at start-up (tests/unit/test_config_secrets.py)."""
+    seen = set()
+    for module, function, env in _lambda_environments():
+        names = set(re.findall(r"\b(RECLOOP_[A-Z0-9_]+)\s*=", env))
+        assert not names & CREDENTIAL_SETTINGS, (
+            f"{module}/{function}: {names & CREDENTIAL_SETTINGS}"
+        )
+        assert "sensitive" not in env
+        for ref in re.findall(r"RECLOOP_\w+_SECRET_ARN\s*=\s*var\.(\w+)", env):
+            seen.add(ref)
+            policy = (MODULES / module / "main.tf").read_text()
+            grants = re.findall(
+                r'actions\s*=\s*\["secretsmanager:GetSecretValue"\]\s*\n\s*resources\s*=\s*\[([^\]]*)\]',
+                policy,
+            )
+            assert any(f"var.{ref}" in g for g in grants), f"{module}: no GetSecretValue on {ref}"
+    assert {"features_secret_arn", "visitor_key_secret_arn", "candidates_secret_arn"} <= seen

@@ -68,9 +68,9 @@ module "ingest" {
   lambda_image_uri           = "${local.lambda_repository}:weblog_processor-${var.image_tag}"
   vpc_id                     = module.network.vpc_id
   subnet_ids                 = module.network.private_subnet_ids
-  features_uri               = module.stores.features_uri
+  features_secret_arn        = module.stores.features_secret_arn
   features_security_group_id = module.stores.documentdb_security_group_id
-  visitor_key                = module.stores.visitor_key
+  visitor_key_secret_arn     = module.stores.visitor_key_secret_arn
   alarm_topic_arn            = module.platform.alarm_topic_arn
   reserved_concurrency       = local.reserve_lambda_concurrency ? local.weblog_reserved_concurrency : null
 
@@ -98,10 +98,10 @@ module "training" {
   training_instance_type     = var.training_instance_type
   vpc_id                     = module.network.vpc_id
   subnet_ids                 = module.network.private_subnet_ids
-  features_uri               = module.stores.features_uri
+  features_secret_arn        = module.stores.features_secret_arn
   features_security_group_id = module.stores.documentdb_security_group_id
-  candidates_uri             = module.stores.candidates_uri
-  visitor_key                = module.stores.visitor_key
+  candidates_secret_arn      = module.stores.candidates_secret_arn
+  visitor_key_secret_arn     = module.stores.visitor_key_secret_arn
   reserve_concurrency        = local.reserve_lambda_concurrency
 }
 

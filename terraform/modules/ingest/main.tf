@@ -129,6 +129,12 @@ data "aws_iam_policy_document" "this" {
   }
 
   statement {
+    sid       = "ReadItsSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.features_secret_arn, var.visitor_key_secret_arn]
+  }
+
+  statement {
     sid       = "UseTheKeys"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.kms_key_arn, var.lake_kms_key_arn]
@@ -219,13 +225,15 @@ resource "aws_lambda_function" "this" {
 
   environment {
     variables = {
-      RECLOOP_ENVIRONMENT          = var.environment
-      RECLOOP_LAKE_URI             = var.lake_uri
-      RECLOOP_FEATURES_URI         = var.features_uri
-      RECLOOP_VISITOR_KEY          = var.visitor_key
-      POWERTOOLS_SERVICE_NAME      = "weblog_processor"
-      POWERTOOLS_METRICS_NAMESPACE = var.metrics_namespace
-      POWERTOOLS_LOG_LEVEL         = "INFO"
+      RECLOOP_ENVIRONMENT = var.environment
+      RECLOOP_LAKE_URI    = var.lake_uri
+      # Secrets by reference: the function reads them with its role at start-up
+      # (recloop.config_secrets), so no credential sits in its configuration, plan or state.
+      RECLOOP_FEATURES_URI_SECRET_ARN = var.features_secret_arn
+      RECLOOP_VISITOR_KEY_SECRET_ARN  = var.visitor_key_secret_arn
+      POWERTOOLS_SERVICE_NAME         = "weblog_processor"
+      POWERTOOLS_METRICS_NAMESPACE    = var.metrics_namespace
+      POWERTOOLS_LOG_LEVEL            = "INFO"
     }
   }
 

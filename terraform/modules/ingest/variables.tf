@@ -48,10 +48,9 @@ variable "vpc_id" {
   type        = string
 }
 
-variable "features_uri" {
-  description = "RECLOOP_FEATURES_URI (DocumentDB connection string) for the real-time history update."
+variable "features_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_FEATURES_URI (DocumentDB connection string) for the real-time history update."
   type        = string
-  sensitive   = true
 }
 
 variable "features_security_group_id" {
@@ -59,10 +58,9 @@ variable "features_security_group_id" {
   type        = string
 }
 
-variable "visitor_key" {
-  description = "RECLOOP_VISITOR_KEY: secret key of the anonymous visitor hash."
+variable "visitor_key_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_VISITOR_KEY, the key of the anonymous visitor hash."
   type        = string
-  sensitive   = true
 }
 
 variable "alarm_topic_arn" {

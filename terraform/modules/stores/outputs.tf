@@ -8,12 +8,6 @@ output "documentdb_endpoint" {
   value       = aws_docdb_cluster.this.endpoint
 }
 
-output "features_uri" {
-  description = "RECLOOP_FEATURES_URI for DocumentDB (contains the password)."
-  value       = local.features_uri
-  sensitive   = true
-}
-
 output "features_secret_arn" {
   description = "Secrets Manager secret holding RECLOOP_FEATURES_URI."
   value       = aws_secretsmanager_secret.features.arn
@@ -24,21 +18,9 @@ output "candidates_secret_arn" {
   value       = aws_secretsmanager_secret.candidates.arn
 }
 
-output "candidates_uri" {
-  description = "RECLOOP_CANDIDATES_URI (contains the elastic user's password)."
-  value       = local.candidates_uri
-  sensitive   = true
-}
-
 output "search_host" {
   description = "Elasticsearch host name over PrivateLink (resolvable inside the VPC only)."
   value       = local.search_host
-}
-
-output "visitor_key" {
-  description = "RECLOOP_VISITOR_KEY (sensitive) for the weblog_processor Lambda."
-  value       = random_password.visitor_key.result
-  sensitive   = true
 }
 
 output "visitor_key_secret_arn" {

@@ -281,6 +281,12 @@ data "aws_iam_policy_document" "monitor" {
   }
 
   statement {
+    sid       = "ReadItsSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.visitor_key_secret_arn]
+  }
+
+  statement {
     sid       = "StartTraining"
     actions   = ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:AddTags"]
     resources = [local.training_job_arn_pattern]
@@ -364,6 +370,12 @@ data "aws_iam_policy_document" "promote" {
     sid       = "Keys"
     actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
     resources = [var.lake_kms_key_arn, var.kms_key_arn]
+  }
+
+  statement {
+    sid       = "ReadItsSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [var.visitor_key_secret_arn, var.features_secret_arn, var.candidates_secret_arn]
   }
 
   statement {
@@ -478,10 +490,12 @@ resource "aws_vpc_security_group_ingress_rule" "documentdb_from_promote" {
 }
 
 locals {
-  # Names follow recloop.config.Settings (RECLOOP_<FIELD>).
+  # Names follow recloop.config.Settings (RECLOOP_<FIELD>). Secrets go by reference
+  # (RECLOOP_<FIELD>_SECRET_ARN, read at start-up by recloop.config_secrets with the function's
+  # role): a Lambda's environment is readable by whoever may read its configuration.
   loop_environment = {
     RECLOOP_ENVIRONMENT                  = var.environment
-    RECLOOP_VISITOR_KEY                  = var.visitor_key
+    RECLOOP_VISITOR_KEY_SECRET_ARN       = var.visitor_key_secret_arn
     RECLOOP_LAKE_URI                     = var.lake_uri
     RECLOOP_REGISTRY_URI                 = "sagemaker://${aws_sagemaker_model_package_group.this.model_package_group_name}"
     RECLOOP_REGISTRY_ARTIFACTS_URI       = var.registry_artifacts_uri
@@ -557,9 +571,9 @@ resource "aws_lambda_function" "promote" {
 
   environment {
     variables = merge(local.loop_environment, {
-      POWERTOOLS_SERVICE_NAME = "promote"
-      RECLOOP_FEATURES_URI    = var.features_uri
-      RECLOOP_CANDIDATES_URI  = var.candidates_uri
+      POWERTOOLS_SERVICE_NAME           = "promote"
+      RECLOOP_FEATURES_URI_SECRET_ARN   = var.features_secret_arn
+      RECLOOP_CANDIDATES_URI_SECRET_ARN = var.candidates_secret_arn
     })
   }
 

@@ -80,10 +80,9 @@ variable "vpc_id" {
   type        = string
 }
 
-variable "features_uri" {
-  description = "RECLOOP_FEATURES_URI (DocumentDB) the promote Lambda writes content metadata to."
+variable "features_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_FEATURES_URI (DocumentDB), which the promote Lambda writes content metadata to."
   type        = string
-  sensitive   = true
 }
 
 variable "features_security_group_id" {
@@ -91,16 +90,14 @@ variable "features_security_group_id" {
   type        = string
 }
 
-variable "visitor_key" {
-  description = "RECLOOP_VISITOR_KEY: recloop refuses the development placeholder outside dev."
+variable "visitor_key_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_VISITOR_KEY (recloop refuses the development placeholder outside dev)."
   type        = string
-  sensitive   = true
 }
 
-variable "candidates_uri" {
-  description = "RECLOOP_CANDIDATES_URI (Elasticsearch) the promote Lambda publishes item vectors to."
+variable "candidates_secret_arn" {
+  description = "Secrets Manager secret holding RECLOOP_CANDIDATES_URI (Elasticsearch), which the promote Lambda publishes item vectors to."
   type        = string
-  sensitive   = true
 }
 
 variable "metrics_namespace" {
