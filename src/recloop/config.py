@@ -111,12 +111,19 @@ class Settings(BaseSettings):
     monitor_min_impressions: int = Field(
         300, ge=1, description="fewer impressions in either window: no verdict"
     )
-    monitor_drop_method: Literal["ztest", "cusum"] = "ztest"
-    monitor_drop_alpha: float = Field(0.01, gt=0, lt=1, description="false-alarm rate per check")
-    monitor_min_relative_drop: float = Field(
-        0.10, ge=0, lt=1, description="smaller CTR drops are not worth a retrain"
+    monitor_false_alarms_per_30_days: float = Field(
+        1.0, gt=0, description="engagement drop: false alarms on-call accepts per 30 days"
     )
-    monitor_cusum_bucket_minutes: int = Field(5, gt=0, description="CUSUM step width")
+    monitor_guard_alpha: float = Field(
+        0.01, gt=0, lt=1, description="level of the loop's one-shot comparisons (the guard)"
+    )
+    monitor_min_relative_drop: float = Field(
+        0.20, gt=0, lt=1, description="the CTR drop the detector is tuned to find"
+    )
+    monitor_block_minutes: float = Field(15.0, gt=0, le=60, description="CUSUM step width")
+    monitor_seasonality_days: float = Field(
+        7.0, gt=0, description="CTR by hour of day is fitted over this many days"
+    )
     monitor_max_model_age_hours: float = Field(168.0, gt=0, description="older: stale model")
     monitor_silence_minutes: int = Field(15, gt=0, description="no events this long: silent")
     monitor_drift_max_unknown_items: float = Field(0.20, ge=0, le=1)

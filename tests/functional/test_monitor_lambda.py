@@ -100,7 +100,7 @@ def test_schedule_event_finds_a_drop_records_the_alarm_and_prints_emf(
     assert result["actions"] == ["alarm", "retrain"] and len(jobs.started) == 1
     decisions = DecisionLog.from_settings(settings, s3_client=client).list()
     assert [d.action for d in decisions] == [Action.ALARM, Action.RETRAIN]
-    assert decisions[0].evidence["evidence"]["p_value"] < 0.01
+    assert decisions[0].evidence["evidence"]["crossed_at"] is not None
     assert decisions[1].previous_version == champion.version
     assert decisions[1].evidence["job"] == jobs.started[0]
     docs = _emf(capsys.readouterr().out)

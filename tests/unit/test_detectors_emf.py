@@ -6,12 +6,13 @@ import json
 from datetime import timedelta
 
 import numpy as np
-from test_detectors import CFG, NOW
+from test_detectors import CFG, NOW, dropped
 from test_engagement_synthetic import T0, traffic
 
 from recloop.lake import Lake
 from recloop.monitoring.decisions import Action, Decision
 from recloop.monitoring.emf import decision_emf, report_emf
+from recloop.monitoring.detectors import recent_window
 from recloop.monitoring.monitor import ModelInfo, run_checks
 
 
@@ -22,8 +23,9 @@ def _metric_names(doc: dict) -> list[str]:
 def test_report_emf_has_ctr_per_version_and_alarm_states(lake_uri: str) -> None:
     lake = Lake.from_uri(lake_uri)
     rng = np.random.default_rng(5)
-    lake.write_events(traffic(rng, T0, 435, 10, lambda m: np.where(m < 360, 0.2, 0.1)), "a")
-    lake.write_events(traffic(rng, T0 + timedelta(hours=6), 60, 3, 0.3, model_version="v2"), "b")
+    lo, hi = recent_window(NOW, CFG)
+    lake.write_events(dropped(rng, 0.1), "a")
+    lake.write_events(traffic(rng, lo, 60, 3, 0.3, model_version="v2"), "b")
     report = run_checks(lake, ModelInfo("v1", trained_at=T0), NOW, CFG)
     docs = [json.loads(line) for line in report_emf(report)]
     ctr = {d["model_version"]: d for d in docs if "CTR" in d}
@@ -32,9 +34,7 @@ def test_report_emf_has_ctr_per_version_and_alarm_states(lake_uri: str) -> None:
         assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "recloop"
         assert ["model_version", "service"] in doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
         assert _metric_names(doc) == ["CTR", "Impressions", "ClickedImpressions"]
-        counts = report.engagement.counts(  # type: ignore[union-attr]
-            version, T0 + timedelta(hours=6), T0 + timedelta(hours=7)
-        )
+        counts = report.engagement.counts(version, lo, hi)  # type: ignore[union-attr]
         assert doc["CTR"] == [counts.ctr] and doc["Impressions"] == [counts.impressions]
     states = {d["detector"]: d["AlarmState"] for d in docs if "AlarmState" in d}
     # Drift had no known ids: INSUFFICIENT_DATA emits nothing, so CloudWatch's

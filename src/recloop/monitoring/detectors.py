@@ -1,7 +1,8 @@
 """The four detectors. Each takes plain inputs and returns an Alarm carrying its evidence.
 
-- engagement_drop: the current window's CTR against the same model's baseline window, by a
-  one-sided two-proportion z-test or a Bernoulli CUSUM, with minimum volumes on both sides.
+- engagement_drop: the model's CTR block by block against what its own reference and the hour
+  of day predict, by a CUSUM whose false alarms per 30 days are set by on-call's budget,
+  however often it is checked (statistics in `sequential`), with minimum volumes on both sides.
 - stale_model: the model is older than the maximum age.
 - silent_stream: no event has arrived for N minutes (the no-weblogs alarm).
 - traffic_drift: too much traffic on items or from users the model does not know.
@@ -16,7 +17,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,18 @@ from recloop.config import Settings
 from recloop.monitoring.alarms import Alarm, AlarmState
 from recloop.monitoring.engagement import Counts, Engagement
 from recloop.monitoring.errors import MonitorError
+from recloop.monitoring.sequential import (
+    BlockStats,
+    DiurnalShape,
+    Reference,
+    block_stats,
+    cusum,
+    fit_shape,
+    information,
+    reference,
+    span_start,
+    threshold_for,
+)
 
 ENGAGEMENT_DROP = "engagement_drop"
 STALE_MODEL = "stale_model"
@@ -39,14 +52,21 @@ TRAFFIC_DRIFT = "traffic_drift"
 class MonitorConfig:
     """Thresholds and windows of every detector (see the monitor_* settings)."""
 
-    current: timedelta = timedelta(minutes=60)
-    baseline: timedelta = timedelta(minutes=360)
+    current: timedelta = timedelta(minutes=60)  # an alarm fires while its crossing is this recent
+    baseline: timedelta = timedelta(minutes=360)  # the reference window
     attribution: timedelta = timedelta(minutes=15)
     min_impressions: int = 300
-    drop_method: Literal["ztest", "cusum"] = "ztest"
-    alpha: float = 0.01
-    min_relative_drop: float = 0.10
-    cusum_bucket: timedelta = timedelta(minutes=5)
+    # On-call's budget: expected false alarms per 30 days of one model version in service.
+    false_alarms_per_30_days: float = 1.0
+    min_relative_drop: float = 0.20  # the drop the CUSUM is tuned to (it ignores under half)
+    block: timedelta = timedelta(minutes=15)  # CUSUM step; false alarms are counted per block
+    restart: timedelta | None = None  # CUSUM span grid (None: the baseline's length)
+    seasonality: timedelta = timedelta(days=7)  # CTR-by-hour-of-day is fitted over this
+    harmonics: int = 2  # of the hour-of-day Fourier series (0: no hour-of-day correction)
+    # True: the threshold from Siegmund's run-length approximation at the reference's traffic;
+    # False: Lorden's bound (a guarantee whatever the traffic, detects later).
+    calibrate: bool = True
+    alpha: float = 0.01  # one-shot comparisons (the loop's guard), not the drop detector
     max_model_age: timedelta = timedelta(hours=168)
     silence: timedelta = timedelta(minutes=15)
     drift_max_unknown_items: float = 0.20
@@ -56,10 +76,26 @@ class MonitorConfig:
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise MonitorError(f"alpha must be in (0, 1), got {self.alpha}")
-        if self.drop_method not in ("ztest", "cusum"):
-            raise MonitorError(f"unknown drop method {self.drop_method!r}: ztest or cusum")
-        if self.drop_method == "cusum" and self.min_relative_drop <= 0:
-            raise MonitorError("CUSUM needs min_relative_drop > 0 (the drop it looks for)")
+        if not 0 < self.min_relative_drop < 1:
+            raise MonitorError(
+                f"min_relative_drop must be in (0, 1) (the drop the CUSUM looks for), "
+                f"got {self.min_relative_drop}"
+            )
+        if self.false_alarms_per_30_days <= 0:
+            raise MonitorError("false_alarms_per_30_days must be > 0")
+        if self.block <= timedelta(0) or self.block > timedelta(hours=1):
+            raise MonitorError(f"block must be in (0, 1 h], got {self.block}")
+        if self.restart_seconds < self.block.total_seconds():
+            raise MonitorError("restart must be at least one block")
+
+    @property
+    def restart_seconds(self) -> float:
+        return (self.restart or self.baseline).total_seconds()
+
+    @property
+    def threshold(self) -> float:
+        """The CUSUM threshold for `false_alarms_per_30_days` at this block width."""
+        return threshold_for(self.false_alarms_per_30_days, self.block.total_seconds())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MonitorConfig:
@@ -68,10 +104,11 @@ class MonitorConfig:
             baseline=timedelta(minutes=settings.monitor_baseline_minutes),
             attribution=timedelta(minutes=settings.monitor_attribution_minutes),
             min_impressions=settings.monitor_min_impressions,
-            drop_method=settings.monitor_drop_method,
-            alpha=settings.monitor_drop_alpha,
+            false_alarms_per_30_days=settings.monitor_false_alarms_per_30_days,
             min_relative_drop=settings.monitor_min_relative_drop,
-            cusum_bucket=timedelta(minutes=settings.monitor_cusum_bucket_minutes),
+            block=timedelta(minutes=settings.monitor_block_minutes),
+            seasonality=timedelta(days=settings.monitor_seasonality_days),
+            alpha=settings.monitor_guard_alpha,
             max_model_age=timedelta(hours=settings.monitor_max_model_age_hours),
             silence=timedelta(minutes=settings.monitor_silence_minutes),
             drift_max_unknown_items=settings.monitor_drift_max_unknown_items,
@@ -80,9 +117,12 @@ class MonitorConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             k: v.total_seconds() if isinstance(v, timedelta) else v for k, v in asdict(self).items()
         }
+        out["restart"] = self.restart_seconds
+        out["threshold"] = round(self.threshold, 4)
+        return out
 
 
 def _utc(value: datetime) -> datetime:
@@ -111,54 +151,117 @@ def two_proportion_ztest(current: Counts, reference: Counts) -> ZTest:
     return ZTest(z, float(norm.cdf(z)))
 
 
-@dataclass(frozen=True)
-class Cusum:
-    statistic: float  # the largest value the CUSUM reached
-    threshold: float
-    crossed_at: datetime | None  # end of the first bucket at which it crossed
-    path: list[float]
+# ---- the engagement-drop detector ------------------------------------------------------------
 
 
-def bernoulli_cusum(
-    buckets: pd.DataFrame, p0: float, p1: float, alpha: float, bucket: timedelta
-) -> Cusum:
-    """Page's CUSUM of the log-likelihood ratio of CTR p1 (dropped) against p0 (baseline).
-
-    `buckets` has columns bucket (start time), impressions, clicked. The threshold log(1/alpha)
-    is Wald's bound: under p0 the chance of ever crossing it in one run is at most alpha.
-    """
-    if not 0 < p1 < p0 < 1:
-        raise MonitorError(f"CUSUM needs 0 < p1 < p0 < 1, got p0={p0}, p1={p1}")
-    clicked = buckets["clicked"].to_numpy(dtype=float)
-    missed = buckets["impressions"].to_numpy(dtype=float) - clicked
-    llr = clicked * math.log(p1 / p0) + missed * math.log((1 - p1) / (1 - p0))
-    threshold = math.log(1 / alpha)
-    s, path, crossed = 0.0, [], None
-    for i, step in enumerate(llr):
-        s = max(0.0, s + float(step))
-        path.append(round(s, 4))
-        if crossed is None and s >= threshold:
-            crossed = pd.Timestamp(buckets["bucket"].iloc[i]).to_pydatetime() + bucket
-    return Cusum(max(path, default=0.0), threshold, crossed, path)
-
-
-# ---- detectors --------------------------------------------------------------------------------
+def _floor(value: datetime, step: timedelta) -> datetime:
+    seconds = step.total_seconds()
+    return datetime.fromtimestamp(math.floor(value.timestamp() / seconds) * seconds, UTC)
 
 
 def drop_windows(
     now: datetime, config: MonitorConfig, baseline_start: datetime | None = None
 ) -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]]:
-    """(current, baseline) windows of the drop detector at `now`.
+    """(monitored span, reference window) of the drop detector at `now`.
 
-    The current window ends one attribution window before now, so that its impressions had
-    their full chance to be clicked. The baseline is the window just before it, or, with
-    `baseline_start` (e.g. when the model was promoted), the model's first hours in service.
+    The span ends at the last block boundary one attribution window before now (its
+    impressions had their full chance to be clicked) and starts on the restart grid
+    (`sequential.span_start`), so every check in the same grid cell recomputes the same CUSUM.
+    The reference is the model's own traffic in the `seasonality` before the span, from
+    `baseline_start` (its promotion, or an incident's pre-drop baseline) at the earliest; the
+    span then starts at least one `baseline` after that.
     """
-    cur_hi = _utc(now) - config.attribution
-    cur_lo = cur_hi - config.current
-    base_lo = cur_lo - config.baseline if baseline_start is None else _utc(baseline_start)
-    base_hi = min(base_lo + config.baseline, cur_lo)
-    return (cur_lo, cur_hi), (base_lo, base_hi)
+    cur_hi = _floor(_utc(now) - config.attribution, config.block)
+    earliest = (_utc(baseline_start) + config.baseline).timestamp() if baseline_start else None
+    lo = datetime.fromtimestamp(
+        span_start(cur_hi.timestamp(), config.restart_seconds, earliest), UTC
+    )
+    ref_lo = lo - config.seasonality
+    if baseline_start is not None:
+        ref_lo = max(ref_lo, _utc(baseline_start))
+    return (lo, max(lo, cur_hi)), (ref_lo, lo)
+
+
+def recent_window(now: datetime, config: MonitorConfig) -> tuple[datetime, datetime]:
+    """The last `current` of complete blocks: what dashboards and EMF report CTR over."""
+    hi = _floor(_utc(now) - config.attribution, config.block)
+    return hi - config.current, hi
+
+
+@dataclass(frozen=True)
+class DropReference:
+    """What one span's CUSUM compares with: fixed for every check in the same span."""
+
+    window: tuple[datetime, datetime]  # the model's own reference window
+    shape: DiurnalShape  # CTR by hour of day, all versions, over the seasonality window
+    reference: Reference
+    threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "window": [t.isoformat() for t in self.window],
+            "impressions": self.reference.impressions,
+            "clicked": self.reference.clicked,
+            "level": round(self.reference.level, 6),
+            "design_effect": round(self.reference.design_effect, 4),
+            "threshold": round(self.threshold, 4),
+            "shape": self.shape.to_dict(),
+        }
+
+
+def _epoch_seconds(ts: pd.Series) -> np.ndarray:
+    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def drop_reference(
+    hourly: pd.DataFrame,
+    rows: pd.DataFrame,
+    window: tuple[datetime, datetime],
+    config: MonitorConfig,
+) -> DropReference:
+    """The reference: the hour-of-day shape and the model's level and variance inflation.
+
+    `hourly` (bucket, impressions, clicked) counts every version over the seasonality window:
+    the shape of the day is the users', not the model's. `rows` are the model's own engagement
+    rows in the reference `window`.
+    """
+    shape = fit_shape(
+        _epoch_seconds(hourly["bucket"]),
+        hourly["impressions"].to_numpy(dtype=float),
+        hourly["clicked"].to_numpy(dtype=float),
+        config.harmonics,
+    )
+    stats = _blocks(rows, config)
+    block_s = config.block.total_seconds()
+    ref = reference(stats, shape, block_s)
+    info = (
+        information(stats, ref, shape, config.min_relative_drop, block_s)
+        if config.calibrate
+        else None
+    )
+    threshold = threshold_for(config.false_alarms_per_30_days, block_s, info)
+    return DropReference(window, shape, ref, threshold)
+
+
+def reference_from_engagement(
+    engagement: Engagement, version: str, window: tuple[datetime, datetime], config: MonitorConfig
+) -> DropReference:
+    """drop_reference from an Engagement that covers the window and the seasonality before it."""
+    season = engagement.window(window[1] - config.seasonality, window[1])
+    hourly = Engagement(season, engagement.start, engagement.end).ctr(by=(), freq="1h")
+    rows = engagement.window(*window)
+    return drop_reference(hourly, rows[rows["model_version"] == version], window, config)
+
+
+def _blocks(frame: pd.DataFrame, config: MonitorConfig) -> BlockStats:
+    actor = frame["actor_id"].where(frame["actor_id"].notna(), frame["rec_id"])
+    codes, _ = pd.factorize(actor)
+    return block_stats(
+        _epoch_seconds(frame["timestamp"]),
+        codes,
+        (frame["clicks"] > 0).to_numpy(),
+        config.block.total_seconds(),
+    )
 
 
 def engagement_drop(
@@ -167,88 +270,85 @@ def engagement_drop(
     now: datetime,
     config: MonitorConfig,
     baseline_start: datetime | None = None,
+    ref: DropReference | None = None,
 ) -> Alarm:
-    """Has `model_version`'s CTR dropped in the current window against its own baseline?"""
+    """Has `model_version`'s CTR dropped against its own reference? (a CUSUM, see sequential).
+
+    `engagement` covers the monitored span (and the reference window and its seasonality when
+    `ref` is not given: run_checks computes `ref` once per span and passes it in). Fires while
+    the CUSUM's latest crossing is less than `current` old; a crossing resets the statistic.
+    """
     now = _utc(now)
-    (cur_lo, cur_hi), (base_lo, base_hi) = drop_windows(now, config, baseline_start)
-    current = engagement.counts(model_version, cur_lo, cur_hi)
-    baseline = engagement.counts(model_version, base_lo, base_hi) if base_hi > base_lo else Counts()
+    (lo, hi), ref_window = drop_windows(now, config, baseline_start)
+    if ref is None or ref.window != ref_window:
+        ref = reference_from_engagement(engagement, model_version, ref_window, config)
+    span = engagement.window(lo, hi)
+    span = span[span["model_version"] == model_version]
+    recent_lo = max(lo, recent_window(now, config)[0])
+    recent = engagement.counts(model_version, recent_lo, hi)
     evidence: dict[str, Any] = {
-        "method": config.drop_method,
-        "current_window": [cur_lo.isoformat(), cur_hi.isoformat()],
-        "baseline_window": [base_lo.isoformat(), base_hi.isoformat()],
-        "current": current.to_dict(),
-        "baseline": baseline.to_dict(),
+        "method": "cusum",
+        "current_window": [lo.isoformat(), hi.isoformat()],
+        "baseline_window": [t.isoformat() for t in ref_window],
+        "recent_window": [recent_lo.isoformat(), hi.isoformat()],
+        "current": _counts(span).to_dict(),
+        "recent": recent.to_dict(),
+        "baseline": Counts(ref.reference.impressions, ref.reference.clicked).to_dict(),
+        "reference": ref.to_dict(),
         "min_impressions": config.min_impressions,
-        "alpha": config.alpha,
         "min_relative_drop": config.min_relative_drop,
+        "false_alarms_per_30_days": config.false_alarms_per_30_days,
     }
 
     def alarm(state: AlarmState, summary: str) -> Alarm:
         return Alarm(ENGAGEMENT_DROP, state, summary, now, model_version, evidence)
 
-    short = min(current.impressions, baseline.impressions)
-    if short < config.min_impressions:
+    if ref.reference.impressions < config.min_impressions or len(span) < config.min_impressions:
         return alarm(
             AlarmState.INSUFFICIENT_DATA,
-            f"{model_version}: {current.impressions} current and {baseline.impressions} baseline "
+            f"{model_version}: {len(span)} monitored and {ref.reference.impressions} reference "
             f"impressions, need {config.min_impressions} in each",
         )
-    test = two_proportion_ztest(current, baseline)
-    relative = 1 - current.ctr / baseline.ctr if baseline.ctr > 0 else 0.0
-    evidence.update(z=round(test.z, 4), p_value=test.p_value, relative_drop=round(relative, 4))
-    big_enough = relative >= config.min_relative_drop
-    if config.drop_method == "ztest":
-        significant = test.p_value < config.alpha
-    else:
-        # The CUSUM accumulates over everything since the baseline ended, so that with a
-        # baseline_start (the model's first hours) it weighs the model's whole life since.
-        significant = _cusum_evidence(
-            engagement, model_version, baseline, base_hi, cur_hi, config, evidence
-        )
-    change = f"CTR {baseline.ctr:.2%} -> {current.ctr:.2%} ({-relative:+.1%})"
-    if significant and big_enough:
-        return alarm(
-            AlarmState.ALARM, f"{model_version}: engagement dropped, {change}, p={test.p_value:.2g}"
-        )
-    return alarm(AlarmState.OK, f"{model_version}: no significant drop, {change}")
-
-
-def _cusum_evidence(
-    engagement: Engagement,
-    model_version: str,
-    baseline: Counts,
-    lo: datetime,
-    hi: datetime,
-    config: MonitorConfig,
-    evidence: dict[str, Any],
-) -> bool:
-    p0 = baseline.ctr
-    p1 = p0 * (1 - config.min_relative_drop)
-    if not 0 < p1 < p0 < 1:
-        evidence["cusum"] = None
-        return False
-    freq = pd.Timedelta(config.cusum_bucket)
-    frame = engagement.window(lo, hi)
-    frame = frame[frame["model_version"] == model_version]
-    buckets = (
-        frame.assign(
-            clicked=(frame["clicks"] > 0).astype("int64"), bucket=frame["timestamp"].dt.floor(freq)
-        )
-        .groupby("bucket", sort=True)
-        .agg(impressions=("rec_id", "size"), clicked=("clicked", "sum"))
-        .reset_index()
+    if ref.reference.level <= 0:
+        return alarm(AlarmState.INSUFFICIENT_DATA, f"{model_version}: no clicks in the reference")
+    block_s = config.block.total_seconds()
+    stats = _blocks(span, config)
+    result = cusum(stats, ref.reference, ref.shape, config.min_relative_drop, ref.threshold, block_s)
+    crossed = [
+        datetime.fromtimestamp(float(stats.start[i]) + block_s, UTC) for i in result.crossings
+    ]
+    # The size of the drop over the recent window (an excursion's own estimate is biased up:
+    # it is chosen for having crossed).
+    in_recent = stats.start >= recent_lo.timestamp()
+    observed = float(stats.clicked[in_recent].sum())
+    expected = float(result.expected[in_recent].sum())
+    relative = 1 - observed / expected if expected > 0 else 0.0
+    evidence.update(
+        statistic=round(result.statistic, 4),
+        threshold=round(ref.threshold, 4),
+        crossings=[t.isoformat() for t in crossed],
+        crossed_at=crossed[-1].isoformat() if crossed else None,
+        relative_drop=round(relative, 4),
+        expected_ctr=round(float(result.expected.sum() / stats.impressions.sum()), 6),
+        path=[round(float(x), 3) for x in result.path],
     )
-    result = bernoulli_cusum(buckets, p0, p1, config.alpha, config.cusum_bucket)
-    evidence["cusum"] = {
-        "statistic": round(result.statistic, 4),
-        "threshold": round(result.threshold, 4),
-        "p0": round(p0, 6),
-        "p1": round(p1, 6),
-        "crossed_at": result.crossed_at.isoformat() if result.crossed_at else None,
-        "path": result.path,
-    }
-    return result.crossed_at is not None
+    if crossed and crossed[-1] > hi - config.current:
+        return alarm(
+            AlarmState.ALARM,
+            f"{model_version}: engagement dropped, CTR {recent.ctr:.2%} in the last "
+            f"{config.current} ({-relative:+.1%} against what its reference expects), "
+            f"CUSUM crossed at {crossed[-1]:%H:%M}",
+        )
+    return alarm(
+        AlarmState.OK,
+        f"{model_version}: no drop, CTR {recent.ctr:.2%} ({-relative:+.1%} against expected), "
+        f"CUSUM {result.statistic:.2f} of {ref.threshold:.2f}",
+    )
+
+
+def _counts(frame: pd.DataFrame) -> Counts:
+    clicks = frame["clicks"].to_numpy()
+    return Counts(len(frame), int((clicks > 0).sum()), int(frame["slots"].sum()), int(clicks.sum()))
 
 
 def stale_model(

@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from recloop.monitoring.alarms import AlarmState
 from recloop.monitoring.decisions import Decision
-from recloop.monitoring.detectors import drop_windows
+from recloop.monitoring.detectors import recent_window
 from recloop.monitoring.monitor import MonitorReport
 
 NAMESPACE = "recloop"
@@ -48,7 +48,7 @@ def report_emf(report: MonitorReport, namespace: str = NAMESPACE) -> list[str]:
     lines = []
     engagement = report.engagement
     if engagement is not None:
-        (lo, hi), _ = drop_windows(report.now, report.config)
+        lo, hi = recent_window(report.now, report.config)
         for version in engagement.versions():
             counts = engagement.counts(version, lo, hi)
             if counts.impressions == 0:

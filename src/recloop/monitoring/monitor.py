@@ -15,14 +15,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
+from recloop.events import EVENT_SCHEMA
 from recloop.lake import Lake
 from recloop.monitoring.alarms import Alarm, AlarmState
 from recloop.monitoring.detectors import (
     ENGAGEMENT_DROP,
     STALE_MODEL,
+    DropReference,
     MonitorConfig,
+    drop_reference,
     drop_windows,
     engagement_drop,
     silent_stream,
@@ -77,6 +81,9 @@ class MonitorReport:
         }
 
 
+_EMPTY = EVENT_SCHEMA.empty_table()
+
+
 def last_event_time(lake: Lake, now: datetime, lookback: timedelta) -> datetime | None:
     """Timestamp of the newest event in (now - lookback, now], reading only the newest hour."""
     newest = lake.newest_event(now - lookback, now + _FUTURE_SLACK)
@@ -104,14 +111,8 @@ def run_checks(
     now = (now or datetime.now(UTC)).astimezone(UTC)
     config = config or MonitorConfig()
     baseline_start = model.promoted_at if model else None
-    (cur_lo, cur_hi), (base_lo, base_hi) = drop_windows(now, config, baseline_start)
-    # CUSUM weighs everything after the baseline; the z-test only the current window.
-    tested_from = base_hi if config.drop_method == "cusum" and base_hi > base_lo else cur_lo
-    parts = [Engagement.from_lake(lake, tested_from, cur_hi, config.attribution)]
-    if base_hi > base_lo:
-        parts.append(Engagement.from_lake(lake, base_lo, base_hi, config.attribution))
-    engagement = Engagement.concat(parts)
-
+    (cur_lo, cur_hi), ref_window = drop_windows(now, config, baseline_start)
+    engagement = Engagement.from_lake(lake, cur_lo, max(cur_hi, cur_lo + config.block), config.attribution)
     version = model.version if model else _serving_version(engagement, cur_lo, cur_hi)
     alarms: list[Alarm] = []
     if version is None:
@@ -124,7 +125,8 @@ def run_checks(
             )
         )
     else:
-        alarms.append(engagement_drop(engagement, version, now, config, baseline_start))
+        ref = _reference(lake, version, ref_window, config, now)
+        alarms.append(engagement_drop(engagement, version, now, config, baseline_start, ref))
     alarms.append(
         stale_model(version or "unknown", model.trained_at if model else None, now, config)
     )
@@ -141,6 +143,53 @@ def run_checks(
         )
     )
     return MonitorReport(now, version, alarms, config, engagement)
+
+
+# A span's reference reads up to `seasonality` (7 days) of the lake; every check in the span
+# uses the same one, so it is read once per span and process, not at every check.
+_REFERENCES: dict[tuple[str, str, datetime, datetime, str], DropReference] = {}
+_MAX_REFERENCES = 64
+
+
+def _reference(
+    lake: Lake,
+    version: str,
+    window: tuple[datetime, datetime],
+    config: MonitorConfig,
+    now: datetime,
+) -> DropReference:
+    key = (lake.uri, version, window[0], window[1], repr(config))
+    cached = _REFERENCES.get(key)
+    if cached is not None:
+        return cached
+    lo, hi = window[1] - config.seasonality, window[1]
+    # Hour by hour over the hours that have data, keeping hourly counts and the model's own
+    # reference rows: memory follows one hour of impressions, not a week's.
+    hourly, rows = [], []
+    for at in _hours_with_events(lake, lo, hi):
+        a, b = max(at, lo), min(at + timedelta(hours=1), hi)
+        part = Engagement.from_lake(lake, a, b, config.attribution)
+        hourly.append(part.ctr(by=(), freq="1h"))
+        mine = part.window(max(a, window[0]), b)
+        rows.append(mine[mine["model_version"] == version])
+    if not hourly:
+        empty = Engagement.from_table(_EMPTY, lo, hi)
+        hourly, rows = [empty.ctr(by=(), freq="1h")], [empty.frame]
+    ref = drop_reference(pd.concat(hourly), pd.concat(rows), window, config)
+    # A window whose clicks may still arrive is not cached.
+    if window[1] + config.attribution <= now:
+        if len(_REFERENCES) >= _MAX_REFERENCES:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[key] = ref
+    return ref
+
+
+def _hours_with_events(lake: Lake, lo: datetime, hi: datetime) -> list[datetime]:
+    hours = set()
+    for key in lake.event_keys(lo, hi):
+        part = key.split("/")[1] + "/" + key.split("/")[2]  # e.g. "dt=2026-03-02/hour=08"
+        hours.add(datetime.fromisoformat(f"{part[3:13]}T{part[-2:]}:00:00+00:00"))
+    return sorted(h for h in hours if h + timedelta(hours=1) > lo and h < hi)
 
 
 def _serving_version(engagement: Engagement, lo: datetime, hi: datetime) -> str | None:
