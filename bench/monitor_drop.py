@@ -115,29 +115,33 @@ def simulate(
 
 
 def cusum_alarms(
-    traffic: Traffic, blocks: BlockStats, config: MonitorConfig, checks: np.ndarray
+    traffic: Traffic,
+    blocks: BlockStats,
+    config: MonitorConfig,
+    checks: np.ndarray,
+    promoted: float | None = None,
 ) -> dict[float, float]:
     """Crossing time (end of its block, s) -> first check time that saw it, for every crossing.
 
-    Mirrors engagement_drop without a promotion time: each check ends its data one attribution
-    window before it, recomputes the CUSUM from `span_start` with the reference window just
-    before that start and the shape of the `seasonality` before it, and fires when a crossing
-    lies within the last `current` window.
+    Mirrors engagement_drop (with `promoted`: the model went live then and its reference starts
+    there, as with the loop's default baseline_from_promotion): each check ends its data one
+    attribution window before it, recomputes the CUSUM from `span_start` with the reference
+    window just before that start and the shape of the `seasonality` before it, and fires
+    when a crossing lies within the last `current` window.
     """
     block_s = config.block.total_seconds()
     restart_s = config.restart_seconds
-    base_s = config.baseline.total_seconds()
     h = threshold_for(config.false_alarms_per_30_days, block_s)
     att = config.attribution.total_seconds()
     cur_s = config.current.total_seconds()
-    ends = blocks.start + block_s
     seen: dict[float, float] = {}
     spans: dict[float, tuple[np.ndarray, np.ndarray] | None] = {}
     for t in checks:
         cur_hi = math.floor((t - att) / block_s) * block_s
-        lo = span_start(cur_hi, restart_s)
+        earliest = None if promoted is None else promoted + config.baseline.total_seconds()
+        lo = span_start(cur_hi, restart_s, earliest)
         if lo not in spans:
-            spans[lo] = _span(traffic, blocks, config, lo, h)
+            spans[lo] = _span(traffic, blocks, config, lo, h, promoted)
         span = spans[lo]
         if span is None:
             continue
@@ -147,28 +151,30 @@ def cusum_alarms(
             continue
         for end in fresh:
             seen.setdefault(float(end), float(t))
-    del ends
     return seen
 
 
 def _span(
-    traffic: Traffic, blocks: BlockStats, config: MonitorConfig, lo: float, h: float
+    traffic: Traffic,
+    blocks: BlockStats,
+    config: MonitorConfig,
+    lo: float,
+    h: float,
+    promoted: float | None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     block_s = config.block.total_seconds()
     base_lo = lo - config.baseline.total_seconds()
     season_lo = lo - config.seasonality.total_seconds()
     if base_lo < 0:
         return None
-    ref_lo = max(season_lo, 0.0)
+    ref_lo = max(season_lo, 0.0, promoted or 0.0)
     ref_blocks = blocks.select((blocks.start >= ref_lo) & (blocks.start < lo))
     if ref_blocks.impressions.sum() < config.min_impressions:
         return None
     hour_lo, hour_hi = int(max(season_lo, 0) // HOUR_S), int(lo // HOUR_S)
     mins_n = traffic.minute_n[hour_lo * 60 : hour_hi * 60].reshape(-1, 60).sum(axis=1)
     mins_c = traffic.minute_c[hour_lo * 60 : hour_hi * 60].reshape(-1, 60).sum(axis=1)
-    shape = fit_shape(
-        np.arange(hour_lo, hour_hi) * HOUR_S, mins_n, mins_c, config.harmonics
-    )
+    shape = fit_shape(np.arange(hour_lo, hour_hi) * HOUR_S, mins_n, mins_c, config.harmonics)
     ref = reference(ref_blocks, shape, block_s)
     if config.calibrate:
         h = threshold_for(
@@ -211,6 +217,8 @@ def run_level(level: Level, args: argparse.Namespace, config: MonitorConfig) -> 
     history = args.history_days * DAY
     out: dict[str, object] = {"impressions_per_hour": level.per_hour, "ctr": level.ctr}
     intervals = {"60s": 60.0, "15min": 900.0}
+    # --promoted: the model goes live when the history ends (its reference starts there).
+    promoted = history if args.promoted else None
     # No drop: false alarms over 30 days.
     fa: dict[str, list[int]] = {k: [] for k in intervals}
     fa_z: dict[str, list[int]] = {k: [] for k in intervals}
@@ -222,7 +230,7 @@ def run_level(level: Level, args: argparse.Namespace, config: MonitorConfig) -> 
         )
         for name, every in intervals.items():
             checks = np.arange(history, history + 30 * DAY, every) + rng.uniform(0, every)
-            fa[name].append(len(cusum_alarms(traffic, blocks, config, checks)))
+            fa[name].append(len(cusum_alarms(traffic, blocks, config, checks, promoted)))
             fa_z[name].append(len(ztest_alarms(traffic, checks, config)))
     for name in intervals:
         out[f"false_alarms_per_30d_{name}"] = round(float(np.mean(fa[name])), 3)
@@ -233,7 +241,9 @@ def run_level(level: Level, args: argparse.Namespace, config: MonitorConfig) -> 
         delays: dict[str, list[float]] = {k: [] for k in intervals}
         for run in range(args.drop_runs):
             rng = np.random.default_rng(5000 + run + int(drop * 1000))
-            at = history + rng.uniform(0, DAY)
+            # With --promoted, after the model's first `baseline` (its reference needs one).
+            first = config.baseline.total_seconds() if args.promoted else 0.0
+            at = history + rng.uniform(first, DAY)
             traffic = simulate(level, args.history_days + 1.6, block_s, rng, at, drop)
             blocks = clusters_to_blocks(
                 traffic.cluster_block, traffic.cluster_n, traffic.cluster_c, block_s
@@ -242,7 +252,7 @@ def run_level(level: Level, args: argparse.Namespace, config: MonitorConfig) -> 
                 # The schedule's phase is not the blocks': a Lambda's cron starts when it starts.
                 phase = rng.uniform(0, every)
                 checks = np.arange(math.ceil(at / every) * every + phase, at + 12 * HOUR_S, every)
-                seen = cusum_alarms(traffic, blocks, config, checks)
+                seen = cusum_alarms(traffic, blocks, config, checks, promoted)
                 hits = [t for end, t in seen.items() if end > at - block_s]
                 delays[name].append(min(hits) - at if hits else math.inf)
         for name, values in delays.items():
@@ -266,8 +276,11 @@ def main() -> None:
     parser.add_argument("--history-days", type=float, default=7.0)
     parser.add_argument("--block-minutes", type=float, default=None)
     parser.add_argument("--min-relative-drop", type=float, default=None)
+    parser.add_argument("--promoted", action="store_true", help="reference from promotion")
     parser.add_argument(
-        "--volume-amplitude", type=float, default=0.0,
+        "--volume-amplitude",
+        type=float,
+        default=0.0,
         help="impressions by hour of day: 1 + a cos(...) (0: the level's rate every hour)",
     )
     args = parser.parse_args()

@@ -41,6 +41,10 @@ def _config(**overrides: object) -> LoopConfig:
         min_impressions=100,
         alpha=0.01,
         min_relative_drop=0.15,
+        block=timedelta(minutes=1),
+        restart=timedelta(minutes=10),
+        seasonality=timedelta(minutes=30),
+        harmonics=0,
         silence=timedelta(minutes=5),
         max_model_age=timedelta(days=30),
     )

@@ -15,9 +15,9 @@ from test_engagement_synthetic import T0, traffic
 from recloop.config import Settings
 from recloop.lake import Lake
 from recloop.monitoring import detectors as d
+from recloop.monitoring import sequential as sq
 from recloop.monitoring.alarms import Alarm, AlarmState
 from recloop.monitoring.engagement import Counts, Engagement
-from recloop.monitoring import sequential as sq
 from recloop.monitoring.errors import MonitorError
 from recloop.monitoring.monitor import ModelInfo, last_event_time, run_checks
 
@@ -46,7 +46,9 @@ def dropped(rng: np.random.Generator, after: float, before: float = 0.2) -> pa.T
 def _world(seed: int, base_ctr: float, cur_ctr: float, per_minute: float = 10) -> Engagement:
     rng = np.random.default_rng(seed)
     minutes = 22 * 60
-    table = traffic(rng, T0, minutes, per_minute, lambda m: np.where(m < 20 * 60, base_ctr, cur_ctr))
+    table = traffic(
+        rng, T0, minutes, per_minute, lambda m: np.where(m < 20 * 60, base_ctr, cur_ctr)
+    )
     return Engagement.from_table(table, T0, NOW, CFG.attribution)
 
 
@@ -87,7 +89,9 @@ def test_a_real_drop_fires_with_its_evidence() -> None:
     # The threshold is Siegmund's at this traffic: below Lorden's bound, never above.
     lorden = math.log(30 * 24 * 4)
     assert 0 < ev["threshold"] <= lorden
-    uncalibrated = d.engagement_drop(_world(7, 0.20, 0.14), "v1", NOW, replace(CFG, calibrate=False))
+    uncalibrated = d.engagement_drop(
+        _world(7, 0.20, 0.14), "v1", NOW, replace(CFG, calibrate=False)
+    )
     assert uncalibrated.evidence["threshold"] == pytest.approx(lorden, abs=1e-3)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from test_detectors import NOW, dropped
-from test_engagement_synthetic import T0, traffic
+from test_engagement_synthetic import T0
 from typer.testing import CliRunner
 
 from recloop.cli import app

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import numpy as np
 from test_detectors import CFG, NOW, dropped
@@ -11,8 +10,8 @@ from test_engagement_synthetic import T0, traffic
 
 from recloop.lake import Lake
 from recloop.monitoring.decisions import Action, Decision
-from recloop.monitoring.emf import decision_emf, report_emf
 from recloop.monitoring.detectors import recent_window
+from recloop.monitoring.emf import decision_emf, report_emf
 from recloop.monitoring.monitor import ModelInfo, run_checks
 
 

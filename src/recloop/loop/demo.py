@@ -139,6 +139,14 @@ class DemoConfig:
             min_impressions=self.min_impressions,
             alpha=self.alpha,
             min_relative_drop=self.min_relative_drop,
+            # The drop detector on the demo's clock: one-second blocks, the reference just
+            # before the span, no hour of day (a world day is 24 s), and on-call's budget of one
+            # false alarm per 30 days counted in world days.
+            block=timedelta(seconds=1),
+            restart=timedelta(seconds=self.current),
+            seasonality=timedelta(seconds=self.baseline),
+            harmonics=0,
+            false_alarms_per_30_days=self.speed,
             silence=timedelta(seconds=self.silence),
             max_model_age=timedelta(seconds=self.max_model_age),
             drift_min_events=200,

@@ -313,7 +313,9 @@ def engagement_drop(
         return alarm(AlarmState.INSUFFICIENT_DATA, f"{model_version}: no clicks in the reference")
     block_s = config.block.total_seconds()
     stats = _blocks(span, config)
-    result = cusum(stats, ref.reference, ref.shape, config.min_relative_drop, ref.threshold, block_s)
+    result = cusum(
+        stats, ref.reference, ref.shape, config.min_relative_drop, ref.threshold, block_s
+    )
     crossed = [
         datetime.fromtimestamp(float(stats.start[i]) + block_s, UTC) for i in result.crossings
     ]

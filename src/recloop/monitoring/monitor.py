@@ -112,7 +112,9 @@ def run_checks(
     config = config or MonitorConfig()
     baseline_start = model.promoted_at if model else None
     (cur_lo, cur_hi), ref_window = drop_windows(now, config, baseline_start)
-    engagement = Engagement.from_lake(lake, cur_lo, max(cur_hi, cur_lo + config.block), config.attribution)
+    engagement = Engagement.from_lake(
+        lake, cur_lo, max(cur_hi, cur_lo + config.block), config.attribution
+    )
     version = model.version if model else _serving_version(engagement, cur_lo, cur_hi)
     alarms: list[Alarm] = []
     if version is None:
@@ -185,11 +187,7 @@ def _reference(
 
 
 def _hours_with_events(lake: Lake, lo: datetime, hi: datetime) -> list[datetime]:
-    hours = set()
-    for key in lake.event_keys(lo, hi):
-        part = key.split("/")[1] + "/" + key.split("/")[2]  # e.g. "dt=2026-03-02/hour=08"
-        hours.add(datetime.fromisoformat(f"{part[3:13]}T{part[-2:]}:00:00+00:00"))
-    return sorted(h for h in hours if h + timedelta(hours=1) > lo and h < hi)
+    return [part.hour for part in lake.hours(lo, hi) if part.keys]
 
 
 def _serving_version(engagement: Engagement, lo: datetime, hi: datetime) -> str | None:

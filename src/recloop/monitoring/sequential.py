@@ -92,7 +92,7 @@ class DiurnalShape:
         for k in range(len(self.coef) // 2):
             log += self.coef[2 * k] * np.cos((k + 1) * angle)
             log += self.coef[2 * k + 1] * np.sin((k + 1) * angle)
-        return np.exp(log)
+        return np.asarray(np.exp(log), dtype=float)
 
     def to_dict(self) -> dict[str, object]:
         if self.flat:
@@ -238,7 +238,9 @@ def reference(
     return Reference(level, max(1.0, effect), impressions, int(clicked))
 
 
-def information(stats: BlockStats, ref: Reference, shape: DiurnalShape, drop: float, block_s: float) -> float:
+def information(
+    stats: BlockStats, ref: Reference, shape: DiurnalShape, drop: float, block_s: float
+) -> float:
     """The 90th percentile, over blocks with impressions, of the LLR's variance (drop x E)² / V.
 
     A high percentile rather than the mean: Siegmund's run length shrinks as I grows, so the
