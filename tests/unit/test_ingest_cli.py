@@ -123,3 +123,33 @@ def test_ingested_events_update_the_feature_store_unless_told_not_to(
         assert [h.item_id for h in store.recent_history("u1")] == ["i1"]
     finally:
         store.close()
+
+
+def test_a_truncated_gzip_ingests_what_it_holds_and_says_where_it_broke(
+    tmp_path: Path, lake_uri: str
+) -> None:
+    import gzip
+
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"t{i}",
+                "event_type": "view",
+                "timestamp": RECENT.isoformat(),
+                "user_id": f"u{i}",
+                "item_id": "i1",
+            }
+        )
+        for i in range(3000)
+    ]
+    packed = gzip.compress("\n".join(lines).encode())
+    path = tmp_path / "cut.log.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    result = CliRunner().invoke(app, ["ingest", str(path), "--lake-uri", lake_uri, "--no-features"])
+    assert result.exit_code == 2
+    assert "cut.log.gz: unreadable after line" in result.output
+    assert "truncated or corrupt" in result.output and "Traceback" not in result.output
+    line = int(result.output.split("unreadable after line ")[1].split(" ")[0])
+    assert 0 < line < 3000
+    written = Lake.from_uri(lake_uri).read_events()[0].num_rows
+    assert line - 1 <= written <= line  # the last line read may be cut mid-way: quarantined

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,8 +79,18 @@ def line_chunks(
         raise InputFileError(f"chunk size must be positive, got {chunk_size}")
     records: list[tuple[str, bytes]] = []
     digest = _Digest()
-    size = 0
-    for number, (line, taken) in enumerate(_bounded_lines(stream, max_line_bytes, digest), 1):
+    size = number = 0
+    lines = _bounded_lines(stream, max_line_bytes, digest)
+    failure: BaseException | None = None
+    while True:
+        try:
+            line, taken = next(lines)
+        except StopIteration:
+            break
+        except (EOFError, OSError, zlib.error) as exc:  # e.g. a truncated or corrupt .gz
+            failure = exc
+            break
+        number += 1
         size += taken
         body = line.rstrip(b"\r\n")
         if body.strip():
@@ -87,8 +98,14 @@ def line_chunks(
         if number % chunk_size == 0:
             yield LineChunk(f"file-{digest.take()}", records, size)
             records, size = [], 0
-    if records or size:
+    if records or size:  # what was read before a failure is ingested too
         yield LineChunk(f"file-{digest.take()}", records, size)
+    if failure is not None:
+        why = str(failure) or type(failure).__name__
+        raise InputFileError(
+            f"{label}: unreadable after line {number} ({why}; a truncated or corrupt file?). "
+            f"Lines 1-{number} were ingested."
+        ) from failure
 
 
 class _Digest:
