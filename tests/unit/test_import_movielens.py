@@ -130,6 +130,10 @@ def test_click_threshold_is_configurable(tmp_path: Path, lake_uri: str) -> None:
         ),
         (lambda d: (d / "u.data").write_text("1\t10\t9\t881250949\n"), "rating outside 1..5"),
         (
+            lambda d: (d / "u.data").write_text("1\t10\t5\t99999999999999\n"),
+            "timestamp 99999999999999 is not epoch seconds",
+        ),
+        (
             lambda d: (d / "u.item").write_text("10,Movie,01-Jan-1995\n"),
             "u.item line 1: expected 24",
         ),

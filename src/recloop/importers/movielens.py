@@ -157,6 +157,14 @@ def _ratings(folder: Path, variant: _Variant) -> pd.DataFrame:
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range.to_numpy())[0])
         raise ImportDataError(f"{variant.ratings} row {row + 1}: rating outside 1..5")
+    # epoch seconds up to 1e10 (the year 2286): beyond, pandas' datetimes overflow (a traceback)
+    bad_time = ~frame["ts"].between(0, 10**10)
+    if bad_time.any():
+        row = int(np.flatnonzero(bad_time.to_numpy())[0])
+        raise ImportDataError(
+            f"{variant.ratings} row {row + 1}: timestamp {frame['ts'].iloc[row]} is not epoch "
+            "seconds between 1970 and 2286"
+        )
     return frame.sort_values(["ts", "user", "item"], kind="stable").reset_index(drop=True)
 
 

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 _KINESIS_MAX_RECORDS = 500
 _KINESIS_MAX_BYTES = 5 * 1024 * 1024
+_KINESIS_MAX_RECORD_BYTES = 1024 * 1024  # data + partition key of one record
 
 
 _NO_CONTEXT = Context()
@@ -256,6 +257,7 @@ class QueuedSink(ABC):
 
     def _deliver_with_retries(self, batch: list[Queued]) -> None:
         """Deliver, retrying what is still pending with backoff until the budget is spent."""
+        batch = self._sendable(batch)
         pending = batch
 
         def attempt() -> list[Queued]:
@@ -278,6 +280,10 @@ class QueuedSink(ABC):
         self._on_outcome("delivered", delivered)
         if pending:
             self._drop(pending, f"undelivered after {self.retry_budget_s:.0f} s of retries")
+
+    def _sendable(self, batch: list[Queued]) -> list[Queued]:
+        """The batch without what can never be delivered (dropped and counted here, once)."""
+        return batch
 
     def _backoff(self, seconds: float) -> None:
         self._abandon.wait(seconds)
@@ -355,18 +361,43 @@ class KinesisEventSink(QueuedSink):
         self.client = client
         self.stream_name = stream_name
 
+    def _sendable(self, batch: list[Queued]) -> list[Queued]:
+        ok = [self._encoded(item) is not None for item in batch]
+        if all(ok):
+            return batch
+        unsendable = [item for item, good in zip(batch, ok, strict=True) if not good]
+        self._drop(unsendable, "not sendable to Kinesis (unserialisable or over 1 MiB)")
+        return [item for item, good in zip(batch, ok, strict=True) if good]
+
+    @staticmethod
+    def _encoded(item: Queued) -> tuple[bytes, str] | None:
+        """The record's data and partition key; None when Kinesis could never take it."""
+        try:
+            event = item if isinstance(item, Event) else item.event()
+            data = orjson.dumps(event.model_dump(mode="json"))
+        except Exception:
+            log.exception("an event cannot be serialised for Kinesis")
+            return None
+        key = event.actor_id
+        if len(data) + len(key.encode()) > _KINESIS_MAX_RECORD_BYTES:
+            return None
+        return data, key
+
     def _deliver(self, batch: list[Queued]) -> list[Queued]:
         failed: list[Queued] = []
-        events = [e if isinstance(e, Event) else e.event() for e in batch]
-        for chunk in _kinesis_chunks(events):
-            records = [
-                {"Data": orjson.dumps(e.model_dump(mode="json")), "PartitionKey": e.actor_id}
-                for e in chunk
-            ]
+        encoded = []
+        for item in batch:
+            record = self._encoded(item)
+            if record is not None:  # _sendable dropped the others before the first try
+                encoded.append((item, *record))
+        for chunk in _kinesis_chunks(encoded):
+            records = [{"Data": data, "PartitionKey": key} for _, data, key in chunk]
             response = self.client.put_records(StreamName=self.stream_name, Records=records)
             if response.get("FailedRecordCount", 0):
                 failed += [
-                    e for e, r in zip(chunk, response["Records"], strict=True) if "ErrorCode" in r
+                    item
+                    for (item, _, _), r in zip(chunk, response["Records"], strict=True)
+                    if "ErrorCode" in r
                 ]
         return failed
 
@@ -375,14 +406,17 @@ def _digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def _kinesis_chunks(batch: list[Event]) -> list[list[Event]]:
-    chunks: list[list[Event]] = [[]]
+def _kinesis_chunks(
+    encoded: list[tuple[Queued, bytes, str]],
+) -> list[list[tuple[Queued, bytes, str]]]:
+    """PutRecords calls: at most 500 records and 5 MiB each."""
+    chunks: list[list[tuple[Queued, bytes, str]]] = [[]]
     size = 0
-    for event in batch:
-        n = len(orjson.dumps(event.model_dump(mode="json"))) + len(event.actor_id)
+    for entry in encoded:
+        n = len(entry[1]) + len(entry[2])
         if len(chunks[-1]) >= _KINESIS_MAX_RECORDS or size + n > _KINESIS_MAX_BYTES:
             chunks.append([])
             size = 0
-        chunks[-1].append(event)
+        chunks[-1].append(entry)
         size += n
     return [c for c in chunks if c]
