@@ -1,6 +1,7 @@
 # On-call's view: the CloudWatch dashboard (requests, p50/p99 latency, errors, events ingested,
 # ingest lag, CTR per model version) and the service alarms (5xx rate, p99 latency, CTR drop,
-# failed promotions). The no-weblogs alarm lives with the ingest path it watches and the
+# failed promotions; Lambda errors, iterator age, the monitor and rejected champions in
+# pipeline_alarms.tf). The no-weblogs alarm lives with the ingest path it watches and the
 # deployment guards with the blue/green deployment; both appear on the dashboard here.
 
 data "aws_region" "current" {}
@@ -196,7 +197,10 @@ resource "aws_cloudwatch_dashboard" "this" {
             aws_cloudwatch_metric_alarm.p99_latency.arn,
             aws_cloudwatch_metric_alarm.ctr_drop.arn,
             aws_cloudwatch_metric_alarm.promote_dlq.arn,
-          ], var.extra_alarm_arns)
+            aws_cloudwatch_metric_alarm.iterator_age.arn,
+            aws_cloudwatch_metric_alarm.monitor_failing.arn,
+            aws_cloudwatch_metric_alarm.champion_rejected.arn,
+          ], [for alarm in aws_cloudwatch_metric_alarm.lambda_errors : alarm.arn], var.extra_alarm_arns)
         }
       },
     ]

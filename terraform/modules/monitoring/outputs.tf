@@ -10,10 +10,13 @@ output "dashboard_url" {
 
 output "alarm_names" {
   description = "Names of the service alarms defined here."
-  value = [
+  value = concat([
     aws_cloudwatch_metric_alarm.error_rate.alarm_name,
     aws_cloudwatch_metric_alarm.p99_latency.alarm_name,
     aws_cloudwatch_metric_alarm.ctr_drop.alarm_name,
     aws_cloudwatch_metric_alarm.promote_dlq.alarm_name,
-  ]
+    aws_cloudwatch_metric_alarm.iterator_age.alarm_name,
+    aws_cloudwatch_metric_alarm.monitor_failing.alarm_name,
+    aws_cloudwatch_metric_alarm.champion_rejected.alarm_name,
+  ], [for alarm in aws_cloudwatch_metric_alarm.lambda_errors : alarm.alarm_name])
 }

@@ -65,3 +65,33 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "weblog_function_name" {
+  description = "The Kinesis weblog processor Lambda (errors, iterator age); null: <name>-weblog-processor."
+  type        = string
+  default     = null
+}
+
+variable "monitor_function_name" {
+  description = "The engagement monitor Lambda; null: <name>-monitor."
+  type        = string
+  default     = null
+}
+
+variable "promote_function_name" {
+  description = "The promote Lambda; null: <name>-promote."
+  type        = string
+  default     = null
+}
+
+variable "serving_log_group_name" {
+  description = "The serving tasks' log group (the champion-rejected metric filter); null: /ecs/<name>/serving."
+  type        = string
+  default     = null
+}
+
+variable "iterator_age_threshold_seconds" {
+  description = "How far (seconds) the weblog processor may fall behind the stream for 15 minutes before on-call is paged."
+  type        = number
+  default     = 600
+}
