@@ -2,7 +2,7 @@
 
 1. 200k synthetic tracker events, several per Kinesis record, through the full handler path
    (base64, decode, business rules, batch validation, dedupe, Parquet write to a file:// lake,
-   Powertools BatchProcessor, EMF metrics) versus a minimal baseline on the same records
+   batchItemFailures, EMF metrics) versus a minimal baseline on the same records
    (json.loads + pyarrow.Table.from_pylist + Parquet write), in the same run.
 2. Peak RSS of `recloop ingest` on a 2M-line file (run as a subprocess; RUSAGE_CHILDREN).
 
