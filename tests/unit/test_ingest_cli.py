@@ -90,6 +90,7 @@ def test_the_human_summary_lists_reasons(tmp_path: Path, lake_uri: str) -> None:
     assert result.exit_code == 0, result.output
     for word in ("received", "written", "static_asset", "bot", "malformed_json", "duplicates"):
         assert word in result.output
+    assert "1 input units were quarantined" in result.output  # says where to look
 
 
 def test_a_missing_file_is_a_one_line_error_with_exit_code_2(tmp_path: Path) -> None:

@@ -97,6 +97,12 @@ def ingest(
         print_json(report.to_dict())
         return
     console.print(_summary_table(report, source))
+    if report.quarantined_total:
+        console.print(
+            f"[yellow]{report.quarantined_total:,} input units were quarantined[/yellow] "
+            "(reason, detail and a redacted payload under quarantine/ in the lake; "
+            "`recloop lake summary` counts them by reason). Every good line was written."
+        )
 
 
 @contextmanager

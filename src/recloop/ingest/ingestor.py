@@ -403,7 +403,8 @@ class Ingestor:
                 "received_at": [now] * len(batch.rejected),
                 "source_id": [batch.source_ids[src] for src, _ in batch.rejected],
                 "reason": [r.reason for _, r in batch.rejected],
-                "detail": [r.detail for _, r in batch.rejected],
+                # a detail may quote its input (an exception's text): redacted as well
+                "detail": [_redacted_text(r.detail) for _, r in batch.rejected],
                 # never the raw bytes: a bounded prefix without IPs or query strings
                 "payload": [redact(r.payload) for _, r in batch.rejected],
             },
@@ -484,6 +485,11 @@ def _dumps(value: Any) -> str:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except (orjson.JSONEncodeError, TypeError, ValueError):  # deep nesting, odd keys
         return repr(value)[:_MAX_REPR]
+
+
+def _redacted_text(text: str) -> str:
+    raw = text.encode("utf-8", "replace")
+    return redact(raw, len(raw)).decode("utf-8", "replace")
 
 
 def _why(exc: BaseException) -> str:
