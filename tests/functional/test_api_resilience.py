@@ -343,3 +343,12 @@ def test_a_catalogue_outage_part_way_through_a_load_still_serves_the_model(
         assert set(indexed.tolist()) <= set(range(10)) and len(indexed)
         answer = client.get("/recommendations?user_id=u0")
         assert answer.status_code == 200 and answer.json()["items"]
+        # The store answers again: the backend monitor's repair reads the whole catalogue.
+        type(store).reads = -100
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        client.portal.call(runtime.backends.check)  # type: ignore[union-attr]
+        assert runtime.backends.up("features")
+        runtime.repair()
+        assert model.items.known.all()
+        indexed = np.concatenate(list(model.category_items.values()))
+        assert sorted(indexed.tolist()) == list(range(model.n_items))

@@ -16,13 +16,13 @@ import pytest
 from elasticsearch import Elasticsearch
 from fastapi.testclient import TestClient
 
-from es_double import Cluster, double_node
+from es_double import Cluster, ClusterServer, double_node
 from recloop.serving.app import create_app
 from recloop.serving.candidates.base import Placement
 from recloop.serving.candidates.elasticsearch import ElasticsearchCandidates
 from recloop.serving.features.sqlite import SQLiteFeatureStore
 from recloop.serving.runtime import build_runtime
-from recloop.serving.testing import tiny_world, world_settings
+from recloop.serving.testing import free_port, tiny_world, world_settings
 
 VECTOR_FAMILIES = {"als", "bpr"}
 
@@ -59,3 +59,33 @@ def test_each_family_is_served_with_elasticsearch_configured(tmp_path: Path, fam
         assert all("knn" in json.loads(r[2]) for r in searches)
     else:
         assert cluster.indexes == {} and searches == []
+
+
+def test_a_cluster_down_at_load_leaves_the_index_pending_until_it_answers(
+    tmp_path: Path,
+) -> None:
+    world = tiny_world(tmp_path / "w")
+    settings = world_settings(world, watch_interval_seconds=3600, backend_check_seconds=3600)
+    cluster = Cluster()
+    server = ClusterServer(cluster, port=free_port())  # nothing listens yet
+    source = ElasticsearchCandidates.from_url(server.url, timeout_ms=2000)
+    runtime = build_runtime(settings, candidates=source)
+    try:
+        with TestClient(create_app(settings, runtime)) as api:
+            model = runtime.holder.current
+            assert model is not None and runtime.holder.rejected == {}  # served, not rejected
+            assert source.placement(model) is Placement.PENDING
+            body = api.get("/recommendations", params={"user_id": "u0"}).json()
+            # The model's own lists answer: still personal, marked degraded.
+            assert body["degraded"] is True and body["degraded_reasons"] == ["candidates"]
+            assert body["source"] == "personalised" and len(body["items"]) == 10
+            server.start()
+            api.portal.call(runtime.backends.check)  # type: ignore[union-attr]
+            runtime.repair()
+            assert source.placement(model) is Placement.SERVED
+            body = api.get("/recommendations", params={"user_id": "u0"}).json()
+            assert body["degraded"] is False and body["source"] == "personalised"
+            index = source.index_name(world.version)
+            assert any(path == f"/{index}/_search" for _, path, _ in cluster.requests)
+    finally:
+        server.stop()
