@@ -400,3 +400,18 @@ def test_a_local_lake_hides_retired_objects_from_listings_but_not_from_readers(
     assert list(lake.store.list("events/")) == []
     assert sum(lake.store.get(k) != b"" for p in planned for k in p.keys) == 18
     assert _rows(lake) and all(p.generation == 1 for p in lake.hours())
+
+
+def test_the_span_and_newest_event_are_the_same_after_a_roll_up(lake: Lake) -> None:
+    _fill(lake)
+    lake.write_events(_events(range(3), HOUR0 + timedelta(hours=5), prefix="x"), "x")
+    span, newest = lake.hour_span(), lake.newest_event()
+    inner = lake.hour_span(HOUR0 + timedelta(minutes=90), None)
+    compact(lake.store, now=LATER)
+    assert lake.hours()[0].unit.day
+    assert lake.hour_span() == span == (HOUR0, HOUR0 + timedelta(hours=6))
+    assert lake.hour_span(HOUR0 + timedelta(minutes=90), None) == inner
+    assert lake.newest_event() == newest
+    assert lake.newest_event(None, HOUR0 + timedelta(hours=3)) == max(
+        r["timestamp"] for r in _rows(lake, None, HOUR0 + timedelta(hours=3))
+    )

@@ -144,7 +144,10 @@ def compact_day(
             covered |= hour_covered
             covers[hour.unit.start] = hour.head
         else:
-            late += sorted(info.key for info in hour.raw if info.key not in covered)
+            new = sorted(info.key for info in hour.raw if info.key not in covered)
+            late += new
+            if new:  # generation 0: the hour held raw objects only; the day records it
+                covers.setdefault(hour.unit.start, 0)
     work = _Work(head, compacted, late, covered | set(late), sizes, covers)
     return _run(store, unit, work, rollup.retired, target_bytes, hours)
 
@@ -290,7 +293,7 @@ def _retire(store: ObjectStore, marker: Marker, covered: set[str], hours: list[U
     # also the hour files it rolled up. Files of a newer generation belong to a compaction
     # still running: left alone.
     scopes: list[tuple[Unit, int, str | None]] = [(unit, marker.generation, marker.token)]
-    scopes += [(layout.unit(h), g, None) for h, g in marker.covers.items()]
+    scopes += [(layout.unit(h), g, None) for h, g in marker.covers.items() if g > 0]
     for scope, generation, token in scopes:
         for info in store.list(layout.compacted_prefix(scope)):
             match = layout.DATA_KEY.match(info.key)

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from recloop.errors import LakeError
 from recloop.events import EVENT_SCHEMA, conform
 from recloop.lake.layout import HOUR, key_hour
-from recloop.lake.manifest import HourPart, list_days, list_hours, plan_day, plan_window
+from recloop.lake.manifest import HourPart, day_hours, list_days, plan_day, plan_window
 from recloop.lake.parquet import parquet_bytes, read_parquet, row_count, sha256
 from recloop.lake.store import ObjectStore, store_from_uri
 
@@ -202,15 +202,29 @@ class Lake:
     ) -> tuple[datetime, datetime] | None:
         """(start of the first, end of the last) hour partition with events in [start, end),
         from listings alone; None when there is none."""
-        hours = list(list_hours(self.store, as_utc(start), as_utc(end)))
-        return (hours[0], hours[-1] + HOUR) if hours else None
+        lo, hi = as_utc(start), as_utc(end)
+        days = list(list_days(self.store, lo, hi).values())
+        if not days:
+            return None
+        # Only the first and last days matter (a rolled-up day's hours are in its marker).
+        hours = ([h for h in day_hours(self.store, day) if _hour_in(h, lo, hi)] for day in days)
+        first = next((found for found in hours if found), None)
+        if first is None:
+            return None
+        for day in reversed(days):
+            last = [h for h in day_hours(self.store, day) if _hour_in(h, lo, hi)]
+            if last:
+                return first[0], last[-1] + HOUR
+        return None
 
     def newest_event(
         self, start: datetime | date | str | None = None, end: datetime | date | str | None = None
     ) -> datetime | None:
         """The newest event timestamp in [start, end), reading only the newest hours."""
         lo, hi = as_utc(start), as_utc(end)
-        for hour in reversed(list_hours(self.store, lo, hi)):
+        listed = list_days(self.store, lo, hi).values()
+        every = (h for day in reversed(listed) for h in reversed(day_hours(self.store, day)))
+        for hour in (h for h in every if _hour_in(h, lo, hi)):
             hour_lo = hour if lo is None else max(hour, lo)
             hour_hi = hour + HOUR if hi is None else min(hour + HOUR, hi)
             newest: datetime | None = None
@@ -355,6 +369,10 @@ class Lake:
             dict(sorted(reasons.items())),
             catalog,
         )
+
+
+def _hour_in(hour: datetime, lo: datetime | None, hi: datetime | None) -> bool:
+    return (lo is None or hour + HOUR > lo) and (hi is None or hour < hi)
 
 
 def _hours(table: pa.Table) -> np.ndarray:

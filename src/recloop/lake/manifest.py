@@ -59,7 +59,7 @@ class Marker:
 
     @property
     def covers(self) -> dict[datetime, int]:
-        """For a day: the hour generations it rolled up, by hour."""
+        """For a day: the hours it rolled up, with the generation of each (0: raw only)."""
         out = {}
         for line in self.lines:
             if line.kind == COVERS:
@@ -234,6 +234,14 @@ def plan_day(store: ObjectStore, day: DayListing) -> list[Part]:
             manifests += (layout.sources_key(marker.unit, marker.generation, marker.token),)
         late += [key for key in candidates if covered is not None and key not in covered]
     return [Part(marker.unit, data + tuple(late), len(data), marker.generation, manifests)]
+
+
+def day_hours(store: ObjectStore, day: DayListing) -> list[datetime]:
+    """The hours of a listed day that hold events: listed ones, and those a roll-up covers."""
+    hours = set(day.hours)
+    if day.rollup is not None and day.rollup.head is not None:
+        hours |= set(read_marker(store, day.rollup.unit, day.rollup.head).covers)
+    return sorted(hours)
 
 
 def plan_window(store: ObjectStore, lo: datetime | None, hi: datetime | None) -> list[Part]:
