@@ -92,14 +92,11 @@ def test_stages_run_in_the_delivery_order() -> None:
         "lint",
         "test",
         "build",
+        "bootstrap",
         "push",
         "plan",
-        "deploy-dev",
-        "smoke-dev",
-        "plan-prod",
-        "deploy-prod",
-        "smoke-prod",
-        "train",
+        "deploy",
+        "smoke",
     ]
 
 
@@ -123,36 +120,76 @@ def test_lint_and_test_run_the_make_targets_people_run() -> None:
 
 def test_terraform_jobs_check_format_validate_plan_then_apply_the_saved_plan() -> None:
     jobs = _jobs()
-    plan = " ".join(_script(jobs["plan:dev"]))
-    for step in ("terraform fmt -check -recursive", "validate", "plan -input=false -out=dev"):
-        assert step in plan
-    apply_dev = " ".join(_script(jobs["apply:dev"]))
-    assert "apply -input=false dev.tfplan" in apply_dev
-    assert "deploy-serving.sh dev" in apply_dev
-    assert "smoke-test.sh dev" in " ".join(_script(jobs["smoke:dev"]))
+    for env in ("dev", "prod"):
+        plan = " ".join(_script(jobs[f"plan:{env}"]))
+        for step in ("terraform fmt -check -recursive", "validate", "plan -input=false -out="):
+            assert step in plan
+        apply = " ".join(_script(jobs[f"apply:{env}"]))
+        assert 'apply -input=false "$ENV_NAME.tfplan"' in apply
+        assert "deploy-serving.sh" in apply
+        assert "smoke-test.sh" in " ".join(_script(jobs[f"smoke:{env}"]))
+        for name in (f"plan:{env}", f"apply:{env}", f"smoke:{env}", f"push:{env}"):
+            assert _resolved(jobs[name])["variables"]["ENV_NAME"] == env, name
 
 
-def test_prod_is_applied_by_hand_after_dev_passed_its_smoke_test() -> None:
-    jobs = _jobs()
-    apply_prod = jobs["apply:prod"]
-    main_rule = next(r for r in apply_prod["rules"] if "CI_DEFAULT_BRANCH" in r.get("if", ""))
-    assert main_rule["when"] == "manual" and main_rule["allow_failure"] is False
-    assert apply_prod["needs"] == ["plan:prod"]
-    assert "smoke:dev" in jobs["plan:prod"]["needs"]
-    assert "deploy-serving.sh prod" in " ".join(_script(apply_prod))
-    assert _resolved(apply_prod)["environment"]["name"] == "production"
-
-
-def test_training_runs_only_on_the_schedule() -> None:
-    train = _jobs()["train:prod"]
-    assert [r["if"] for r in train["rules"]] == [
-        '$CI_PIPELINE_SOURCE == "schedule" && $RECLOOP_PIPELINE == "train"'
-    ]
-    assert any("recloop train --backend sagemaker" in line for line in _script(train))
+def test_saved_plans_travel_through_the_state_bucket_never_as_artifacts() -> None:
+    """A binary plan holds every secret of the state (database and Elastic passwords): anyone
+    who may read a job's artifacts could read them. Only the redacted text is an artifact."""
     for name, job in _jobs().items():
-        if name != "train:prod":
-            first_rule = _resolved(job)["rules"][0]
-            assert first_rule == {"if": '$CI_PIPELINE_SOURCE == "schedule"', "when": "never"}
+        for path in _resolved(job).get("artifacts", {}).get("paths", []):
+            assert not str(path).endswith((".tfplan", ".tfstate")), (name, path)
+    template = _pipeline()[".terraform"]["variables"]["PLAN_URI"]
+    assert template.startswith("s3://$TF_STATE_BUCKET/plans/$CI_PIPELINE_ID/")
+    plan = _script(_pipeline()[".plan"])
+    assert any("aws s3 cp --sse aws:kms" in line and '"$PLAN_URI"' in line for line in plan)
+    assert any(line.startswith("rm ") and ".tfplan" in line for line in plan)
+    apply = _script(_pipeline()[".apply"])
+    assert apply[0].startswith('aws s3 cp "$PLAN_URI"')
+
+
+def test_the_image_repositories_are_applied_before_the_images_are_pushed() -> None:
+    """The Lambdas and the ECS service are created with image URIs in repositories the same
+    stack creates: on an empty account the repositories and the images must come first."""
+    jobs = _jobs()
+    targets: set[str] = set()
+    for env in ("dev", "prod"):
+        assert f"bootstrap:{env}" in jobs[f"push:{env}"]["needs"]
+        assert f"push:{env}" in jobs[f"plan:{env}"]["needs"]
+        script = " ".join(_script(jobs[f"bootstrap:{env}"]))
+        targets = set(re.findall(r"-target=(\S+)", script))
+    repos = set()
+    for module in ("serving", "training", "ingest"):
+        config = load(REPO / "terraform" / "modules" / module)
+        for kind in ("aws_ecr_repository", "aws_ecr_lifecycle_policy"):
+            repos |= {f"module.{module}.{kind}.{name}" for name in config.resources(kind)}
+    assert targets == repos
+
+
+def test_prod_is_reached_only_from_release_tags_and_applied_by_hand() -> None:
+    """The prod role trusts only protected release-* tags (bootstrap-account.py), so no job of a
+    main pipeline may use it; apply:prod is a manual, blocking gate on a protected environment."""
+    jobs = _jobs()
+    for name, job in jobs.items():
+        variables = _resolved(job).get("variables", {})
+        rules = [r.get("if", "") for r in _resolved(job).get("rules", [])]
+        if variables.get("AWS_ROLE_ARN") == "$AWS_ROLE_ARN_PROD":
+            assert rules and all("CI_COMMIT_TAG =~ /^release-/" in r for r in rules), name
+        if variables.get("AWS_ROLE_ARN") == "$AWS_ROLE_ARN_DEV":
+            assert rules == ["$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"], name
+    apply_prod = jobs["apply:prod"]
+    (rule,) = apply_prod["rules"]
+    assert rule["when"] == "manual" and rule["allow_failure"] is False
+    assert apply_prod["needs"] == ["plan:prod"]
+    assert _resolved(apply_prod)["environment"]["name"] == "production"
+    workflow = [r.get("if", "") for r in _pipeline()["workflow"]["rules"]]
+    assert "$CI_COMMIT_TAG =~ /^release-/" in workflow
+
+
+def test_only_aws_jobs_request_an_id_token() -> None:
+    for name, job in _jobs().items():
+        resolved = _resolved(job)
+        if "id_tokens" in resolved:
+            assert resolved["variables"].get("AWS_ROLE_ARN"), f"{name} has a token and no role"
 
 
 def test_every_file_the_pipeline_names_exists() -> None:
@@ -186,10 +223,7 @@ def test_scripts_read_only_outputs_both_environments_define() -> None:
 
 
 def test_names_the_pipeline_assumes_match_terraforms_naming() -> None:
-    training = (REPO / "terraform" / "modules" / "training" / "main.tf").read_text()
-    assert 'monitor_name             = "${var.name}-monitor"' in training
     assert re.search(r'^  name = "recloop-prod"$', (ENVS / "prod" / "main.tf").read_text(), re.M)
-    assert '"recloop-prod-monitor"' in CI.read_text()
     push = (SCRIPTS / "push-images.sh").read_text()
     assert 'target_repo="recloop-${env_name}-$1"' in push
     for module, repo in (("serving", "serving"), ("training", "training"), ("ingest", "lambda")):
