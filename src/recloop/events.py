@@ -44,7 +44,8 @@ SINGLE_ITEM_TYPES = frozenset(t for t in EventType if t is not EventType.IMPRESS
 
 def strip_query(url: str | None) -> str | None:
     """A URL or path without query string and fragment: they carry search terms, emails and
-    tokens, so no stage keeps them (the page is what matters)."""
+    tokens, so no stage keeps them (the page is what matters). The lake's writer strips its
+    page and referrer columns the same way, vectorised (recloop.ingest.validate)."""
     if url is None:
         return None
     return url.split("?", 1)[0].split("#", 1)[0]
@@ -56,11 +57,6 @@ class Context(BaseModel):
     page: str | None = Field(None, max_length=2048)
     referrer: str | None = Field(None, max_length=2048)
     device: str | None = Field(None, max_length=64)
-
-    @field_validator("page", "referrer")
-    @classmethod
-    def _no_query(cls, value: str | None) -> str | None:
-        return strip_query(value)
 
 
 class Event(BaseModel):

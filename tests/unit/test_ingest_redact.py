@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from recloop.events import Context, strip_query
+from recloop.events import Context, Event, EventType, strip_query
 from recloop.ingest.redact import MAX_PAYLOAD_BYTES, redact
+from recloop.ingest.validate import events_table
 
 
 @pytest.mark.parametrize(
@@ -39,7 +42,34 @@ def test_a_payload_is_cut_to_a_prefix_without_a_partial_address() -> None:
     assert redact(b"z" * 10_000) == b"z" * MAX_PAYLOAD_BYTES
 
 
-def test_events_keep_the_page_not_its_query() -> None:
+def test_the_lake_keeps_the_page_not_its_query() -> None:
     assert strip_query("/items/1?utm=x#top") == "/items/1"
-    context = Context(page="/search?q=me@example.org", referrer="https://a.b/c?d=e")
-    assert (context.page, context.referrer) == ("/search", "https://a.b/c")
+    event = Event(
+        event_id="e",
+        event_type=EventType.VIEW,
+        timestamp=datetime.now(UTC),
+        user_id="u",
+        item_id="i",
+        context=Context(page="/search?q=me@example.org", referrer="https://a.b/c#d?e"),
+    )
+    row = events_table([event]).to_pylist()[0]
+    assert (row["page"], row["referrer"]) == ("/search", "https://a.b/c")
+
+
+def test_posted_events_lose_their_query_before_the_stream() -> None:
+    from recloop.serving.schemas import EventBatchIn
+
+    body = {
+        "events": [
+            {
+                "event_id": "x",
+                "event_type": "view",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "user_id": "u",
+                "item_id": "i",
+                "context": {"page": "/items/i?token=abc", "device": "mobile"},
+            }
+        ]
+    }
+    event = EventBatchIn.model_validate(body).events[0]
+    assert event.context.page == "/items/i" and event.context.device == "mobile"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import TypeAdapter, ValidationError
 
 from recloop.events import EVENT_SCHEMA, Event
@@ -58,6 +59,13 @@ def _first_errors_single(exc: ValidationError) -> list[str]:
     ]
 
 
+def _without_query(urls: list[str | None]) -> pa.Array:
+    """URLs without query string and fragment (see events.strip_query), in one Arrow pass:
+    a validator per event cost ~15% of validation."""
+    array = pa.array(urls, pa.string())
+    return pc.replace_substring_regex(array, pattern=r"[?#].*", replacement="")
+
+
 def events_table(events: list[Event]) -> pa.Table:
     """Events as an Arrow table in EVENT_SCHEMA, built column by column (faster than rows)."""
     contexts = [e.context for e in events]
@@ -73,8 +81,8 @@ def events_table(events: list[Event]) -> pa.Table:
         "session_id": [e.session_id for e in events],
         "rec_id": [e.rec_id for e in events],
         "model_version": [e.model_version for e in events],
-        "page": [c.page for c in contexts],
-        "referrer": [c.referrer for c in contexts],
+        "page": _without_query([c.page for c in contexts]),
+        "referrer": _without_query([c.referrer for c in contexts]),
         "device": [c.device for c in contexts],
         "source": [e.source for e in events],
         "schema_version": [e.schema_version for e in events],

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from recloop.events import Event, EventType
+from recloop.events import Event, EventType, strip_query
 
 Source = Literal["personalised", "cold_start", "popularity_fallback"]
 
@@ -60,6 +60,12 @@ class ClientEvent(Event):
             if isinstance(event_id, str) and event_id.strip():
                 data["event_id"] = CLIENT_ID_PREFIX + event_id.strip()
             data["source"] = "tracker"
+            context = data.get("context")
+            if isinstance(context, dict):  # the stream holds no query string either
+                data["context"] = {
+                    k: strip_query(v) if k in ("page", "referrer") and isinstance(v, str) else v
+                    for k, v in context.items()
+                }
         return data
 
     @field_validator("event_type")
