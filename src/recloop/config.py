@@ -154,7 +154,7 @@ class Settings(BaseSettings):
         250, ge=1, description="timeout of POST /events' history write (own circuit breaker)"
     )
     events_max_body_bytes: int = Field(
-        1024 * 1024, ge=1024, description="larger POST /events bodies: 413, never read whole"
+        4 * 1024 * 1024, ge=1024, description="larger POST /events bodies: 413, never read whole"
     )
     watch_interval_seconds: float = Field(10.0, gt=0, description="registry polling interval")
     backend_check_seconds: float = Field(

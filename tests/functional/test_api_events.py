@@ -170,3 +170,10 @@ def test_failing_history_writes_do_not_open_the_read_paths_breaker(
         assert service.features_guard.breaker.state == "closed"
         answer = client.get("/recommendations", params={"user_id": "u0", "k": 3}).json()
         assert answer["degraded"] is False and answer["source"] == "personalised"
+
+
+def test_the_largest_valid_request_is_under_the_default_body_limit(client: TestClient) -> None:
+    long = "/items/i1/" + "p" * 2000
+    events = [click(context={"page": long, "referrer": long}) for _ in range(500)]
+    response = client.post("/events", json={"events": events})
+    assert response.status_code == 202, response.text[:200]

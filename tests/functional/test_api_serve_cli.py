@@ -78,4 +78,5 @@ def test_serve_with_two_workers_sums_metrics_and_stops_on_sigterm(tmp_path: Path
     assert code == 0
     # The events were still queued (the lake sink lingers 1 s): shutdown delivered them.
     table, _ = Lake.from_uri((tmp_path / "lake").as_uri()).read_events()
-    assert {"drain-0", "drain-1", "drain-2"} <= set(table.column("event_id").to_pylist())
+    # client event ids are stored in the clients' namespace (c-<id>, issue 14)
+    assert {"c-drain-0", "c-drain-1", "c-drain-2"} <= set(table.column("event_id").to_pylist())
