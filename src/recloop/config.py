@@ -149,6 +149,9 @@ class Settings(BaseSettings):
     )
     cors_origins: tuple[str, ...] = Field((), description="origins the web frontend is served from")
     api_token: SecretStr | None = Field(None, description="bearer token for local use; None: open")
+    origin_secret: SecretStr | None = Field(
+        None, description="X-Origin-Verify value CloudFront sends; set: other requests get 403"
+    )
     backend_timeout_ms: int = Field(50, ge=1, description="timeout of one feature/candidate call")
     history_write_timeout_ms: int = Field(
         250, ge=1, description="timeout of POST /events' history write (own circuit breaker)"

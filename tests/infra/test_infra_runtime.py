@@ -397,3 +397,29 @@ def test_lambdas_get_credentials_as_secret_arns_their_role_may_read() -> None:
             )
             assert any(f"var.{ref}" in g for g in grants), f"{module}: no GetSecretValue on {ref}"
     assert {"features_secret_arn", "visitor_key_secret_arn", "candidates_secret_arn"} <= seen
+
+
+# --- the public execute-api endpoint cannot bypass CloudFront and the WAF -----------------
+
+
+def test_cloudfront_sends_the_secret_the_service_requires() -> None:
+    """CloudFront's origin adds X-Origin-Verify from random_password.origin; the same value is
+    the Secrets Manager secret ECS injects as RECLOOP_ORIGIN_SECRET, with which the service
+    refuses every other request (tests/unit/test_serving_origin.py). Proof in a real account:
+    `curl -s -o /dev/null -w '%{http_code}' "$(terraform output -raw api_endpoint)/version"`
+    answers 403 (docs/deploy.md)."""
+    from recloop.serving.origin import HEADER
+
+    config = load(SERVING)
+    distribution = config.resources("aws_cloudfront_distribution")["this"]
+    header = first(first(distribution["origin"])["custom_header"])
+    assert header["name"].lower().encode() == HEADER
+    assert header["value"] == "${random_password.origin.result}"
+    version = config.resources("aws_secretsmanager_secret_version")["origin"]
+    assert version["secret_string"] == "${random_password.origin.result}"
+    text = (SERVING / "main.tf").read_text()
+    assert (
+        '{ name = "RECLOOP_ORIGIN_SECRET", valueFrom = aws_secretsmanager_secret.origin.arn }'
+    ) in text
+    execution = text.split('sid       = "InjectSecrets"', 1)[1].split("}", 1)[0]
+    assert "aws_secretsmanager_secret.origin.arn" in execution

@@ -34,6 +34,7 @@ from recloop.serving.errors import (
     UnauthorizedError,
 )
 from recloop.serving.metrics import ServingMetrics
+from recloop.serving.origin import OriginCheckMiddleware
 from recloop.serving.routers import dashboard, events, items, ops, recommendations, users
 from recloop.serving.runtime import Runtime, build_runtime
 
@@ -78,6 +79,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         BodyLimitMiddleware, max_bytes=settings.events_max_body_bytes, paths=("/events",)
     )
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics, recorder=runtime.snapshots)
+    if settings.origin_secret is not None:  # AWS: only CloudFront's requests (origin.py)
+        app.add_middleware(OriginCheckMiddleware, secret=settings.origin_secret.get_secret_value())
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -137,7 +137,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "InjectSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [var.features_secret_arn, var.candidates_secret_arn, var.visitor_key_secret_arn]
+    resources = [var.features_secret_arn, var.candidates_secret_arn, var.visitor_key_secret_arn, aws_secretsmanager_secret.origin.arn]
   }
 
   statement {
@@ -272,6 +272,7 @@ resource "aws_ecs_task_definition" "this" {
       { name = "RECLOOP_FEATURES_URI", valueFrom = var.features_secret_arn },
       { name = "RECLOOP_CANDIDATES_URI", valueFrom = var.candidates_secret_arn },
       { name = "RECLOOP_VISITOR_KEY", valueFrom = var.visitor_key_secret_arn },
+      { name = "RECLOOP_ORIGIN_SECRET", valueFrom = aws_secretsmanager_secret.origin.arn },
     ]
     healthCheck = {
       command     = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
@@ -822,6 +823,30 @@ resource "aws_apigatewayv2_stage" "this" {
 
 # --- CloudFront + WAF ----------------------------------------------------------------------------
 
+# API Gateway's execute-api endpoint is public, so a client could call it directly and skip
+# CloudFront and the WAF. CloudFront sends this secret in X-Origin-Verify with every request
+# (overwriting any the viewer sent); the service answers 403 to requests without it, except
+# the load balancer's /healthz (recloop.serving.origin). Rotate: taint random_password.origin,
+# apply, redeploy (both sides change in one apply; tasks read it at start).
+resource "random_password" "origin" {
+  length  = 48
+  special = false
+}
+
+resource "aws_secretsmanager_secret" "origin" {
+  #checkov:skip=CKV2_AWS_57:rotated by replacing random_password.origin in one apply (CloudFront and the task definition change together), not by a rotation Lambda
+  name                    = "${var.name}/origin-secret"
+  description             = "RECLOOP_ORIGIN_SECRET: the X-Origin-Verify value CloudFront adds"
+  kms_key_id              = var.kms_key_arn
+  recovery_window_in_days = 7
+  tags                    = var.tags
+}
+
+resource "aws_secretsmanager_secret_version" "origin" {
+  secret_id     = aws_secretsmanager_secret.origin.id
+  secret_string = random_password.origin.result
+}
+
 # Every response of this API is personalised (or a write): nothing is ever cached. With all TTLs
 # at 0 CloudFront forwards every request, and AllViewerExceptHostHeader passes the Authorization
 # header and query string to API Gateway (allowed only because caching is off).
@@ -1079,6 +1104,11 @@ resource "aws_cloudfront_distribution" "this" {
   origin {
     origin_id   = "api"
     domain_name = replace(aws_apigatewayv2_api.this.api_endpoint, "https://", "")
+
+    custom_header {
+      name  = "X-Origin-Verify"
+      value = random_password.origin.result
+    }
 
     custom_origin_config {
       http_port              = 80

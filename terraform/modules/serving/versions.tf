@@ -8,5 +8,9 @@ terraform {
       # CloudFront's WAF web ACL and its log group must live in us-east-1.
       configuration_aliases = [aws.us_east_1]
     }
+    random = {
+      source  = "hashicorp/random"
+      version = "~> 3.6"
+    }
   }
 }

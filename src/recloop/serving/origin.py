@@ -1,0 +1,58 @@
+"""Only requests that came through CloudFront (and so through its WAF) reach the API.
+
+API Gateway's execute-api endpoint is public: a client calling it directly would skip
+CloudFront and the WAF (rate limits, managed rules). CloudFront adds a secret header to every
+request it forwards (terraform/modules/serving: the origin's custom header, from Secrets
+Manager); this pure ASGI middleware answers 403 to any request without it. The liveness path is
+exempt: the load balancer's health checks come from inside the VPC, not through CloudFront.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+HEADER = b"x-origin-verify"
+
+_BODY = orjson.dumps(
+    {
+        "error": {
+            "code": "forbidden",
+            "message": "requests must come through the public endpoint (CloudFront)",
+            "fields": [],
+        }
+    }
+)
+
+
+class OriginCheckMiddleware:
+    """403 for HTTP requests whose X-Origin-Verify header is not `secret` (except `exempt`)."""
+
+    def __init__(self, app: ASGIApp, secret: str, exempt: tuple[str, ...] = ("/healthz",)) -> None:
+        if not secret:
+            raise ValueError("the origin secret is empty")
+        self.app = app
+        self.secret = secret.encode()
+        self.exempt = frozenset(exempt)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == HEADER and hmac.compare_digest(value, self.secret):
+                await self.app(scope, receive, send)
+                return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_BODY)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _BODY})
