@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -187,6 +188,16 @@ class Settings(BaseSettings):
     train_validation_days: float = Field(7.0, gt=0, description="search window before the holdout")
     train_search_budget: int = Field(4, ge=1, description="configurations tried per family")
     train_eval_users: int = Field(10_000, ge=1, description="users sampled for evaluation")
+    train_min_holdout_users: int = Field(
+        200,
+        ge=1,
+        description="fewer holdout users: the gate refuses to decide (see docs/training.md)",
+    )
+    train_repeats: Literal["miss", "drop", "allow"] = Field(
+        "miss",
+        description="holdout items a user already had: miss (never recommended, counted), "
+        "drop (not counted), allow (recommendable, counted)",
+    )
     gate_margin: float = Field(
         0.01, ge=0, description="relative improvement of the primary metric a challenger needs"
     )

@@ -190,7 +190,9 @@ def test_an_engagement_drop_triggers_a_retrain_gated_against_the_champion(site: 
     assert retrain.trigger == "engagement_drop" and retrain.previous_version == "1"
     verdict = step.decisions[-1]
     assert verdict.action in (Action.PROMOTE, Action.REJECT)
-    assert verdict.evidence["incumbent"] == "champion v1"
+    # v1 was trained two hours ago, into this retrain's 12-hour holdout: compared by recipe.
+    assert verdict.evidence["incumbent"] == "champion v1's recipe (als)"
+    assert verdict.evidence["champion_scored_as"]["scored"] == "recipe"
     assert verdict.evidence["retrain_trigger"] == "engagement_drop"
     assert loop.registry.get(verdict.model_version or "").status in (
         ModelStatus.APPROVED,
@@ -425,7 +427,7 @@ def test_a_job_finishing_after_a_newer_champion_is_gated_against_that_champion(
 
     assert verdict.model_version == a.version and verdict.previous_version == "3"
     assert verdict.evidence["champion_version"] == "3"
-    assert verdict.evidence["incumbent"] == "champion v3"
+    assert verdict.evidence["incumbent"] == "champion v3's recipe (als)"
     # Identical data and configuration: A cannot beat v3 by the margin, so it is not approved.
     assert verdict.action is Action.REJECT
     assert loop.registry.champion().version == "3"  # type: ignore[union-attr]

@@ -29,7 +29,9 @@ from recloop.training.runs import RunTracker
 START = datetime(2026, 3, 1, tzinfo=UTC)
 SHIFT = START + timedelta(days=4)
 END = START + timedelta(days=8)
+# min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
 OPTIONS = TrainOptions(
+    min_holdout_users=1,
     families=("als",),
     params={"factors": 16, "iterations": 8, "regularization": 0.1},
     holdout_days=1.0,

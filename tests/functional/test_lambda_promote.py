@@ -84,7 +84,9 @@ def _register(promoter: Any, run_id: str, factors: int = 8) -> str:
     """Register a model as a training job that leaves the decision to this Lambda would: the
     pipeline under the job's name, the refit registered PendingManualApproval with the holdout
     evaluation of its fit before the holdout beside it."""
+    # min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
     options = TrainOptions(
+        min_holdout_users=1,
         families=("als",),
         params={"factors": factors, "iterations": 6, "regularization": 0.2},
         holdout_days=0.5,

@@ -27,7 +27,9 @@ from recloop.training.sagemaker import (
 )
 from training_fixtures import write_synthetic_lake
 
+# min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
 FAST = TrainOptions(
+    min_holdout_users=1,
     families=("als",),
     params={"factors": 8, "iterations": 4, "regularization": 0.1},
     holdout_days=7,
@@ -52,6 +54,7 @@ def _opt_ml(root: Path, hyperparameters: dict[str, str]) -> dict[str, str]:
 
 def test_hyperparameters_round_trip_as_sagemaker_strings() -> None:
     options = TrainOptions(
+        min_holdout_users=1,
         families=("als", "itemknn"),
         params={"als.factors": 16},
         since="2026-01-01",

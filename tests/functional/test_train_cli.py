@@ -33,6 +33,9 @@ FAST = [
     "4",
     "--validation-days",
     "3",
+    # A small synthetic world (~100 holdout users): these tests are not about the gate's power.
+    "--min-holdout-users",
+    "20",
 ]
 
 
@@ -184,6 +187,8 @@ def test_train_with_every_family_prints_readable_tables(uris: list[str]) -> None
             "4",
             "--validation-days",
             "3",
+            "--min-holdout-users",
+            "20",
             *uris,
         ],
     )

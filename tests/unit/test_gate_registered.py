@@ -36,7 +36,10 @@ from training_fixtures import (
 )
 
 # Training before 01-08, validation [01-08, 01-11), holdout [01-11, 01-15).
-BASE = TrainOptions(until="2026-01-15", holdout_days=4, validation_days=3, search_budget=1)
+# min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
+BASE = TrainOptions(
+    min_holdout_users=1, until="2026-01-15", holdout_days=4, validation_days=3, search_budget=1
+)
 
 
 def _trending_lake(uri: str) -> Lake:

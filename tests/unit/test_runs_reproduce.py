@@ -14,7 +14,9 @@ from recloop.training.pipeline import TrainOptions, reproduce, train
 from recloop.training.runs import RunTracker
 from training_fixtures import synthetic_events, write_synthetic_lake
 
+# min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
 OPTIONS = TrainOptions(
+    min_holdout_users=1,
     families=("als",),
     params={"factors": 8, "iterations": 4, "regularization": 0.1, "num_threads": 2},
     holdout_days=7,

@@ -14,7 +14,14 @@ from recloop.training.pipeline import TrainOptions, train
 from recloop.training.runs import RunTracker
 from training_fixtures import write_synthetic_lake
 
-BASE = TrainOptions(until="2026-01-15", holdout_days=4, validation_days=3, families=("popularity",))
+# min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
+BASE = TrainOptions(
+    min_holdout_users=1,
+    until="2026-01-15",
+    holdout_days=4,
+    validation_days=3,
+    families=("popularity",),
+)
 
 
 @pytest.fixture()

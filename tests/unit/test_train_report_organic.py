@@ -37,8 +37,13 @@ def _lake(uri: str) -> Lake:
 def test_the_report_scores_organic_clicks_only(tmp_path: Path) -> None:
     lake = _lake((tmp_path / "lake").as_uri())
     registry = registry_from_uri((tmp_path / "reg").as_uri())
+    # min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
     options = TrainOptions(
-        families=("popularity",), until="2026-01-08", holdout_days=2, validation_days=2
+        min_holdout_users=1,
+        families=("popularity",),
+        until="2026-01-08",
+        holdout_days=2,
+        validation_days=2,
     )
     trained = train(options, lake, registry, RunTracker.for_registry(registry))
     assert trained.version is not None

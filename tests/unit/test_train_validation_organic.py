@@ -19,7 +19,9 @@ from recloop.training.runs import RunTracker
 from training_fixtures import EventLog
 
 # Training [01-01, 01-08), validation [01-08, 01-11), holdout [01-11, 01-15).
+# min_holdout_users=1: a small synthetic world; these tests are not about the gate's power.
 OPTIONS = TrainOptions(
+    min_holdout_users=1,
     families=("popularity", "popularity_recent"),
     until="2026-01-15",
     holdout_days=4,

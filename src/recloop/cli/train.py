@@ -92,6 +92,15 @@ def train(
     validation_days: float | None = typer.Option(None, help="Search validation window length."),
     budget: int | None = typer.Option(None, help="Configurations tried per family."),
     metric: str | None = typer.Option(None, help="Primary metric, e.g. recall@10."),
+    min_holdout_users: int | None = typer.Option(
+        None,
+        "--min-holdout-users",
+        help="Fewer holdout users: refuse to decide (RECLOOP_TRAIN_MIN_HOLDOUT_USERS, 200).",
+    ),
+    repeats: str | None = typer.Option(
+        None,
+        help="Holdout items the user already had: miss, drop or allow (RECLOOP_TRAIN_REPEATS).",
+    ),
     lake_uri: str | None = LAKE,
     registry_uri: str | None = REGISTRY,
     wait: bool = typer.Option(True, help="sagemaker: wait for the job to finish."),
@@ -114,6 +123,8 @@ def train(
             search_budget=budget,
             metric=metric,
             k=k,
+            min_holdout_users=min_holdout_users,
+            repeats=repeats,
         )
         if metric:
             from dataclasses import replace

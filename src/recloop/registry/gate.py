@@ -10,7 +10,10 @@ data (the first model must beat it). Anything else is Rejected with the reason; 
 approved by default, and every decision carries its evidence.
 
 The champion is scored as it serves: on each user's recent rows plus the training rows its
-bundle carries (`served_histories`), through `BundleOnItems` on today's item columns.
+bundle carries (`served_histories`), through `BundleOnItems` on today's item columns, when its
+training ended before the holdout. A champion trained into the holdout has been fitted on the
+holdout's events; the pipeline then compares recipes (its family and parameters refitted on the
+challenger's pre-holdout data), never an artifact on data it was fitted on.
 """
 
 from __future__ import annotations
@@ -197,18 +200,15 @@ class BundleOnItems(Recommender):
         raise ModelError("BundleOnItems is not loaded")
 
 
-def served_histories(
-    bundle: ModelBundle, data: InteractionData, holdout: sp.csr_matrix | None = None
-) -> sp.csr_matrix:
+def served_histories(bundle: ModelBundle, data: InteractionData) -> sp.csr_matrix:
     """`data`'s rows plus each user's training history in `bundle`, on `data`'s items.
 
     Serving computes a signed-in user's vector from their recent events *and* the training
     rows the bundle carries (ServedModel.history_row), so a champion trained before a change
     in tastes keeps leaning on the old ones. Scoring the champion on these rows is scoring it
-    as it serves; items `data` does not know are dropped. Pairs present in `holdout` (pass
-    it for a champion trained into the holdout's time: it carries the holdout's own events)
-    are left out of the added rows, or exclude_seen would hide exactly the items it is scored
-    on. A bundle without histories gets `data`'s rows unchanged.
+    as it serves; items `data` does not know are dropped. Only for a bundle trained before the
+    data it is scored on: one trained into it has seen the answers (the pipeline then refits
+    its recipe instead). A bundle without histories gets `data`'s rows unchanged.
     """
     if bundle.history is None:
         return data.matrix
@@ -221,7 +221,4 @@ def served_histories(
     extra = sp.csr_matrix(
         (trained.data[keep], (trained.row[keep], cols[keep])), shape=data.shape, dtype=np.float32
     )
-    if holdout is not None:
-        extra = extra - extra.multiply(holdout > 0)
-        extra.eliminate_zeros()
     return sp.csr_matrix(data.matrix + extra, dtype=np.float32)

@@ -88,9 +88,15 @@ def evaluate(
     seed: int = 0,
     baseline: bool = False,
     batch_size: int = 512,
+    exclude_seen: bool = True,
 ) -> EvalResult:
     """Score `model` at K on `users` (default: every user with a test item, sampled down to
-    `max_users` with `seed`). With `baseline`, popularity fitted on `train` is scored beside."""
+    `max_users` with `seed`). With `baseline`, popularity fitted on `train` is scored beside.
+
+    With `exclude_seen` (the default, as serving does) a user's `train` items are never
+    recommended, so a test item the user already had counts as a positive no model can hit;
+    leave such pairs out of `test` to count only discoveries, or pass False for domains where
+    repeats are wanted (the pipeline's `repeats` setting chooses)."""
     train = sp.csr_matrix(train, dtype=np.float32)
     test = sp.csr_matrix(test, dtype=np.float32)
     if train.shape != test.shape:
@@ -103,10 +109,10 @@ def evaluate(
     n_test = np.diff(test.indptr)[users]
     if (n_test == 0).any():
         raise EvaluationError("every evaluated user needs at least one test item")
-    result = _score(model, train, test, k, users, batch_size)
+    result = _score(model, train, test, k, users, batch_size, exclude_seen)
     if baseline:
         pop = Popularity().fit(train)
-        result.baseline = _score(pop, train, test, k, users, batch_size)
+        result.baseline = _score(pop, train, test, k, users, batch_size, exclude_seen)
     return result
 
 
@@ -117,13 +123,14 @@ def _score(
     k: int,
     users: np.ndarray,
     batch_size: int,
+    exclude_seen: bool = True,
 ) -> EvalResult:
     hits = np.zeros((len(users), k), dtype=bool)
     recommended: set[int] = set()
 
     def one(lo: int) -> tuple[np.ndarray, np.ndarray]:
         batch = users[lo : lo + batch_size]
-        ids, _ = model.recommend(train[batch], k=k, exclude_seen=True)
+        ids, _ = model.recommend(train[batch], k=k, exclude_seen=exclude_seen)
         valid = ids >= 0
         rows = np.repeat(np.arange(len(batch)), ids.shape[1])
         found = np.asarray(test[batch][rows, np.where(valid, ids, 0).ravel()]).ravel() > 0
