@@ -64,3 +64,15 @@ def test_an_oversized_line_is_quarantined_by_its_redacted_prefix(
     rows = {r["reason"]: r["payload"] for r in lake.read_quarantine().to_pylist()}
     assert len(rows["oversized"]) == MAX_PAYLOAD_BYTES
     assert rows["oversized"].startswith(b'{"ip": "<ip>", "padding": "yyy')
+
+
+def test_a_file_name_that_is_not_utf8_still_ingests(tmp_path: Path, lake_uri: str) -> None:
+    import os
+
+    name = os.fsdecode(b"weblog-\xff.log")  # a surrogate escape, as Linux hands it over
+    path = tmp_path / name
+    path.write_bytes(b"not a log line\n")
+    lake = Lake.from_uri(lake_uri)
+    report = Ingestor(lake, Settings()).ingest_file(path)
+    assert report.quarantined == {"unsupported_format": 1}
+    assert lake.read_quarantine().column("source_id").to_pylist() == ["weblog-?.log:1"]

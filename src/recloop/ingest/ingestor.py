@@ -178,6 +178,8 @@ class Ingestor:
         """
         report = IngestReport()
         label = "stdin" if str(path) == "-" else Path(path).name
+        # a file name need not be UTF-8 (surrogate escapes): the source ids must be
+        label = label.encode("utf-8", "replace").decode("utf-8")
         with open_input(path) as stream:
             limit = self.settings.max_record_bytes
             for chunk in line_chunks(stream, label, chunk_size, max_line_bytes=limit):
