@@ -406,7 +406,7 @@ def test_cloudfront_sends_the_secret_the_service_requires() -> None:
     """CloudFront's origin adds X-Origin-Verify from random_password.origin; the same value is
     the Secrets Manager secret ECS injects as RECLOOP_ORIGIN_SECRET, with which the service
     refuses every other request (tests/unit/test_serving_origin.py). Proof in a real account:
-    `curl -s -o /dev/null -w '%{http_code}' "$(terraform output -raw api_endpoint)/version"`
+    `curl -s -o /dev/null -w '%{http_code}' "$(terraform output -raw api_gateway_endpoint)/version"`
     answers 403 (docs/deploy.md)."""
     from recloop.serving.origin import HEADER
 

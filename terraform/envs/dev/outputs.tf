@@ -28,6 +28,11 @@ output "api_url" {
   value       = module.serving.cloudfront_url
 }
 
+output "api_gateway_endpoint" {
+  description = "API Gateway's own URL: it answers 403 to anything not sent through CloudFront."
+  value       = module.serving.api_endpoint
+}
+
 output "token_url" {
   description = "OAuth2 token endpoint for API clients (client credentials)."
   value       = module.serving.cognito_token_url
