@@ -162,3 +162,24 @@ def test_encodings_are_explicit(tmp_path: Path, lake_uri: str) -> None:
         import_interactions(late, lake)
     with pytest.raises(ImportDataError, match="unknown encoding"):
         import_interactions(path, lake, encoding="klingon")
+
+
+def test_a_row_the_csv_reader_cannot_read_is_quarantined_and_the_import_goes_on(
+    tmp_path: Path, lake_uri: str
+) -> None:
+    path = write(
+        tmp_path,
+        "user_id,item_id,timestamp\n"
+        "u1,i1,2024-05-01T11:00:00Z\n"
+        f"u1,{'x' * 200_000},2024-05-01T11:00:00Z\n"  # line 3: over the csv field limit
+        "u2,i2,2024-05-01T12:00:00Z\n",
+    )
+    lake = Lake.from_uri(lake_uri)
+    result = import_interactions(path, lake)
+    assert result.report.written == 2
+    assert result.report.quarantined == {"invalid_event": 1}
+    assert result.problems.examples == [
+        "line 3: unreadable CSV: field larger than field limit (131072)"
+    ]
+    payload = orjson.loads(lake.read_quarantine().column("payload")[0].as_py())
+    assert payload["import_error"].startswith("line 3: unreadable CSV")

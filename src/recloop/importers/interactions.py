@@ -129,18 +129,35 @@ def _row_event(
     return bad, problem
 
 
-def _rows(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, list[str]]]:
+def _unreadable(line: int, problem: str) -> tuple[dict[str, Any], str]:
+    """A row the csv module could not read, shaped to be quarantined (no timestamp)."""
+    return {
+        "event_id": f"csv-line-{line}",
+        "event_type": "view",
+        "timestamp": "invalid: unreadable row",
+        "source": "csv",
+        "import_error": f"line {line}: {problem}",
+    }, problem
+
+
+def _rows(path: Path, delimiter: str, encoding: str) -> Iterator[tuple[int, list[str] | csv.Error]]:
+    """Rows by line number; a row the csv module cannot read (a field over its 128 KiB limit,
+    a NUL byte) comes as its error, and reading goes on at the next line."""
     with path.open(newline="", encoding=encoding) as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         next(reader, None)
-        try:
-            for row in reader:
-                if any(cell.strip() for cell in row):
-                    yield reader.line_num, row
-        except csv.Error as exc:
-            raise ImportDataError(f"{path.name} line {reader.line_num}: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise _not_encoded(path, f"after line {reader.line_num}", encoding, exc) from exc
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield reader.line_num, exc
+                continue
+            except UnicodeDecodeError as exc:
+                raise _not_encoded(path, f"after line {reader.line_num}", encoding, exc) from exc
+            if any(cell.strip() for cell in row):
+                yield reader.line_num, row
 
 
 def import_interactions(
@@ -183,7 +200,10 @@ def import_interactions(
             batch, number = [], number + 1
 
     for line, row in _rows(source, delimiter, encoding):
-        event, problem = _row_event(row, header, line, default_event_type)
+        if isinstance(row, csv.Error):
+            event, problem = _unreadable(line, f"unreadable CSV: {row}")
+        else:
+            event, problem = _row_event(row, header, line, default_event_type)
         if problem is not None:
             result.problems.add(f"line {line}", problem)
         batch.append(event)
