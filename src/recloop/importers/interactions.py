@@ -129,7 +129,7 @@ def _row_event(
     return bad, problem
 
 
-def _unreadable(line: int, problem: str) -> tuple[dict[str, Any], str]:
+def _unreadable(line: int, problem: str) -> tuple[dict[str, Any], str | None]:
     """A row the csv module could not read, shaped to be quarantined (no timestamp)."""
     return {
         "event_id": f"csv-line-{line}",
