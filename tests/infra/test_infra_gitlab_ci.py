@@ -7,6 +7,7 @@ shape and that every script, Dockerfile and Terraform output it relies on exists
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -200,8 +201,11 @@ def test_every_file_the_pipeline_names_exists() -> None:
         assert (REPO / path).is_file(), f".gitlab-ci.yml names {path}, which does not exist"
 
 
-@pytest.mark.parametrize("script", sorted(SCRIPTS.glob("*.sh")), ids=lambda p: p.name)
-def test_deploy_scripts_pass_shellcheck(script: Path) -> None:
+SHELL_SCRIPTS = [*sorted(SCRIPTS.glob("*.sh")), REPO / ".ci" / "run"]
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shell_scripts_pass_shellcheck(script: Path) -> None:
     result = subprocess.run(
         [_tool("shellcheck"), "--severity=style", str(script)],
         capture_output=True,
@@ -229,3 +233,18 @@ def test_names_the_pipeline_assumes_match_terraforms_naming() -> None:
     for module, repo in (("serving", "serving"), ("training", "training"), ("ingest", "lambda")):
         text = (REPO / "terraform" / "modules" / module / "main.tf").read_text()
         assert f'name                 = "${{var.name}}-{repo}"' in text
+
+
+def test_shellcheck_does_flag_a_bad_script(tmp_path: Path) -> None:
+    """The check above can fail: an unquoted expansion and a useless cd are flagged."""
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/usr/bin/env bash\ncd $1\nrm -rf $2/*\n")
+    result = subprocess.run(
+        [_tool("shellcheck"), "--severity=style", "--format=json", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    codes = {f"SC{item['code']}" for item in json.loads(result.stdout)}
+    assert {"SC2086", "SC2164"} <= codes, codes
