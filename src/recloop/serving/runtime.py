@@ -26,7 +26,7 @@ from recloop.serving.features import FeatureStore, features_from_uri
 from recloop.serving.health import BackendMonitor
 from recloop.serving.hotswap import ModelHolder, Watcher
 from recloop.serving.metrics import ServingMetrics
-from recloop.serving.model import ServedModel, load_served_model, one_item_row
+from recloop.serving.model import ServedModel, file_lock, load_served_model, one_item_row
 from recloop.serving.resilience import Guard
 from recloop.serving.service import RecommendationService
 from recloop.serving.sinks import EventSink
@@ -252,7 +252,11 @@ class Runtime:
             self._catalogue_due = None
             log.info("item metadata for model %s complete", model.version)
         if self.candidates.placement(model) is Placement.PENDING and self.backends.up("candidates"):
-            self.candidates.publish(model)
+            # Under the load lock: a publication is as heavy as a load, and a swap publishing
+            # the next version at the same time would race it for the alias.
+            with file_lock(Path(self.settings.model_cache_dir) / ".load.lock"):
+                if self.holder.current is model:
+                    self.candidates.publish(model)
 
     async def _trim_memory(self) -> None:
         # Under load the event sink's Parquet writes and the swaps' temporaries leave freed
