@@ -90,6 +90,17 @@ class Settings(BaseSettings):
         default_factory=lambda: (_default_root() / "lake").as_uri(),
         description="file:///path or s3://bucket/prefix",
     )
+    # --- lake compaction (recloop lake compact, the compact Lambda) ---
+    compact_lookback_hours: float = Field(
+        96.0, gt=0, description="a scheduled compaction looks at the hours this far back"
+    )
+    compact_settle_minutes: float = Field(
+        15.0, ge=0, description="an hour is closed (compactable) this long after it ends"
+    )
+    compact_rollup_after_hours: float = Field(
+        48.0, ge=0, description="days that ended this long ago roll up into one unit; 0: never"
+    )
+    compact_target_mb: float = Field(128.0, gt=0, description="target size of a compacted file")
 
     # --- ingest business logic ---
     url_rules: tuple[str, ...] = DEFAULT_URL_RULES

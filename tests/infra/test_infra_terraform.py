@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -290,10 +291,29 @@ def test_lake_bucket_is_versioned_encrypted_private_tls_only_and_tiered() -> Non
     assert statement["effect"] == "Deny"
     condition = first(statement["condition"])
     assert (condition["variable"], condition["values"]) == ("aws:SecureTransport", ["false"])
-    lifecycle = first(config.resources("aws_s3_bucket_lifecycle_configuration")["this"]["rule"])
+    rules = config.resources("aws_s3_bucket_lifecycle_configuration")["this"]["rule"]
+    by_id = {rule["id"]: rule for rule in rules}
+    lifecycle = by_id["tier-down-and-expire-old-versions"]
     classes = [t["storage_class"] for t in lifecycle["transition"]]
     assert classes == ["STANDARD_IA", "GLACIER_IR"]
     assert lifecycle["noncurrent_version_expiration"]
+
+
+def test_compaction_replaced_objects_and_the_quarantine_expire_by_lifecycle() -> None:
+    from recloop.lake.store import RETIRED_TAG
+
+    config = load(MODULES / "datalake")
+    rules = config.resources("aws_s3_bucket_lifecycle_configuration")["this"]["rule"]
+    by_id = {rule["id"]: rule for rule in rules}
+    retired = by_id["expire-retired-lake-objects"]
+    match = first(first(retired["filter"])["and"])
+    # The tag the compaction writes (S3Store.retire) is the tag the rule expires.
+    assert match["tags"] == {RETIRED_TAG["Key"]: RETIRED_TAG["Value"]}
+    assert match["prefix"] == "${var.lake_prefix}/"
+    assert first(retired["expiration"])["days"] == "${var.compaction_grace_days}"
+    quarantine = by_id["expire-quarantine"]
+    assert first(quarantine["filter"])["prefix"] == "${var.lake_prefix}/quarantine/"
+    assert first(quarantine["expiration"])["days"] == "${var.quarantine_retention_days}"
 
 
 _GLUE_TYPES = {
@@ -320,6 +340,27 @@ def test_glue_events_table_matches_the_event_schema_and_partitions() -> None:
     assert params["storage.location.template"].endswith("/events/dt=$${dt}/hour=$${hour}/")
     serde = first(first(table["storage_descriptor"])["ser_de_info"])
     assert "parquet" in serde["serialization_library"].lower()
+
+
+def test_glue_tables_follow_the_lake_layout_the_view_reads() -> None:
+    """The compacted and manifest tables sit where recloop.lake.layout writes, with the
+    compaction units (00..23 and "day") as their hour partitions."""
+    from recloop.lake import layout
+
+    config = load(MODULES / "datalake")
+    tables = config.resources("aws_glue_catalog_table")
+    assert tables["events"]["name"] == "events_raw"
+    day = layout.unit(datetime(2024, 3, 1, 5, tzinfo=UTC), day=True)
+    assert layout.compacted_prefix(day) == "compacted/dt=2024-03-01/hour=day/"
+    assert "range(24)" in config.locals()["unit_values"] and "day" in config.locals()["unit_values"]
+    for name, top in (("compacted", "compacted"), ("manifests", "manifests")):
+        params = tables[name]["parameters"]
+        assert params["projection.hour.type"] == "enum"
+        assert params["projection.hour.values"] == "${local.unit_values}"
+        template = params["storage.location.template"]
+        assert template.endswith(f"/{top}/dt=$${{dt}}/hour=$${{hour}}/")
+    view = (MODULES / "datalake" / "events_view.sql").read_text()
+    assert "lake_manifests" in view and "events_compacted" in view and "events_raw" in view
 
 
 # --- serving --------------------------------------------------------------------------------------
@@ -603,7 +644,12 @@ def test_every_checkov_skip_is_justified(path: Path) -> None:
 def test_lambda_sources_are_tagged() -> None:
     """Each function names its source folder, so the handler test can find and import it."""
     found = tfparse_lambda_sources()
-    assert set(found) == {"lambdas/weblog_processor", "lambdas/monitor", "lambdas/promote"}
+    assert set(found) == {
+        "lambdas/weblog_processor",
+        "lambdas/monitor",
+        "lambdas/promote",
+        "lambdas/compact",
+    }
 
 
 def tfparse_lambda_sources() -> dict[str, str]:

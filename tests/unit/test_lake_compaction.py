@@ -6,16 +6,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from lake_fixtures import Crash, CrashingStore
 from recloop.errors import LakeError
 from recloop.events import Event, EventType, events_to_table
 from recloop.lake import Lake, ObjectStore, compact, compact_hour, layout
-from recloop.lake.store import ObjectInfo
 
 HOUR0 = datetime(2024, 3, 1, 10, tzinfo=UTC)
 NOW = HOUR0 + timedelta(hours=5)
@@ -145,40 +144,6 @@ def test_late_and_redelivered_events_are_read_once_and_folded_in_next_run(lake: 
         k for k in lake.event_keys() if k.split("/")[2] == "hour=10"
     ]
     assert len(lake.event_keys(HOUR0, HOUR0 + timedelta(hours=1))) == 1
-
-
-class Crash(Exception):
-    """A compaction killed at this point."""
-
-
-class CrashingStore:
-    """The store, with the n-th write (put or retire) failing as a killed process would."""
-
-    def __init__(self, inner: ObjectStore, at: int) -> None:
-        self.inner, self.at, self.writes = inner, at, 0
-        self.uri = inner.uri
-
-    def _write(self) -> None:
-        self.writes += 1
-        if self.writes == self.at:
-            raise Crash(f"killed at write {self.at}")
-
-    def put_if_absent(self, key: str, data: bytes) -> bool:
-        self._write()
-        return self.inner.put_if_absent(key, data)
-
-    def retire(self, key: str) -> None:
-        self._write()
-        self.inner.retire(key)
-
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def copy_to(self, key: str, path: Path) -> None:
-        self.inner.copy_to(key, path)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
 
 
 # One hour of 6 raw objects, compacted to one data file: writes are

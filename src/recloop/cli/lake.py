@@ -61,10 +61,13 @@ def compact_cmd(
     start: str | None = typer.Option(None, help="ISO start of the hours to consider."),
     end: str | None = typer.Option(None, help="ISO end (exclusive); open hours are skipped."),
     now: str | None = typer.Option(None, help="ISO time that decides which hours are closed."),
-    settle_minutes: float = typer.Option(
-        15.0, help="An hour is closed this many minutes after it ends."
+    settle_minutes: float | None = typer.Option(
+        None, help="An hour is closed this many minutes after it ends (default 15)."
     ),
-    target_mb: float = typer.Option(128.0, help="Target size of a compacted file, in MB."),
+    rollup_after_hours: float | None = typer.Option(
+        None, help="Days that ended this many hours ago roll up into one unit; 0: never (48)."
+    ),
+    target_mb: float | None = typer.Option(None, help="Target compacted file size, MB (128)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Rewrite each closed hour's small objects as a few large ones (safe to re-run)."""
@@ -75,14 +78,23 @@ def compact_cmd(
     from recloop.lake.lake import as_utc
 
     with user_errors():
-        lake = Lake.from_uri(lake_uri or get_settings().lake_uri)
+        settings = get_settings()
+        lake = Lake.from_uri(lake_uri or settings.lake_uri)
+        settle = settings.compact_settle_minutes if settle_minutes is None else settle_minutes
+        rollup = (
+            settings.compact_rollup_after_hours
+            if rollup_after_hours is None
+            else rollup_after_hours
+        )
+        target = settings.compact_target_mb if target_mb is None else target_mb
         results = compact(
             lake.store,
             now=as_utc(now),
             start=as_utc(start),
             end=as_utc(end),
-            settle=timedelta(minutes=settle_minutes),
-            target_bytes=int(target_mb * 1024 * 1024),
+            settle=timedelta(minutes=settle),
+            target_bytes=int(target * 1024 * 1024),
+            rollup_after=timedelta(hours=rollup) if rollup else None,
         )
     totals = {
         outcome: sum(1 for r in results if r.outcome == outcome)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -160,19 +160,23 @@ def compact(
     settle: timedelta = DEFAULT_SETTLE,
     target_bytes: int = DEFAULT_TARGET_BYTES,
     rollup_after: timedelta | None = DEFAULT_ROLLUP_AFTER,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> list[Compaction]:
     """Compact every closed hour in [start, end) that has something to do, and roll up the
     days that ended `rollup_after` before `now` (None: never).
 
     An hour is closed once it ended `settle` before `now` (default: the wall clock); open
     hours are left to ingest. Settled units (compacted, cleaned up, nothing raw beside them)
-    cost a listing and nothing else.
+    cost a listing and nothing else. `out_of_time` is asked before each unit: a run that
+    stops (or is killed) part-way leaves the rest to the next run.
     """
     now = (now or datetime.now(UTC)).astimezone(UTC)
     closed_before = now - settle
     hi = closed_before if end is None else min(end, closed_before)
     results = []
     for day_start, day in list_days(store, start, hi).items():
+        if out_of_time is not None and out_of_time():
+            break
         day_end = day_start + layout.DAY_SPAN
         old = rollup_after is not None and day_end + rollup_after <= now
         whole = (start is None or start <= day_start) and day_end <= hi
@@ -182,6 +186,8 @@ def compact(
                 results.append(compact_day(store, day_start, target_bytes))
             continue
         for hour, listing in day.hours.items():
+            if out_of_time is not None and out_of_time():
+                break
             if hour + layout.HOUR <= closed_before and not listing.settled:
                 results.append(compact_hour(store, hour, target_bytes, listing))
     return results

@@ -34,9 +34,12 @@ module "network" {
 }
 
 module "datalake" {
-  source        = "../../modules/datalake"
-  name          = local.name
-  force_destroy = true
+  source               = "../../modules/datalake"
+  name                 = local.name
+  force_destroy        = true
+  kms_key_arn          = module.platform.kms_key_arn
+  alarm_topic_arn      = module.platform.alarm_topic_arn
+  compaction_image_uri = "${local.lambda_repository}:compact-${var.image_tag}"
 }
 
 module "stores" {

@@ -131,6 +131,42 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       days_after_initiation = 7
     }
   }
+
+  # What a compaction replaced (raw objects it covers, older generations, files of runs that
+  # lost a race) is tagged, never deleted by the job: it expires here, after a grace period
+  # that lets a reader which planned with the previous manifest finish (recloop.lake.compaction).
+  rule {
+    id     = "expire-retired-lake-objects"
+    status = "Enabled"
+    filter {
+      and {
+        prefix = "${var.lake_prefix}/"
+        tags   = { "recloop-lake" = "retired" }
+      }
+    }
+    expiration {
+      days = var.compaction_grace_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  # Quarantined records (rejected input with its raw payload) are kept for inspection and
+  # replay, not forever: they may hold whatever a client sent.
+  rule {
+    id     = "expire-quarantine"
+    status = "Enabled"
+    filter {
+      prefix = "${var.lake_prefix}/quarantine/"
+    }
+    expiration {
+      days = var.quarantine_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
 }
 
 resource "aws_s3_bucket_logging" "this" {
@@ -238,34 +274,47 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
   }
 }
 
-# --- Glue catalog: the events partitions, queryable with Athena --------------------------------
+# --- Glue catalog and Athena: the lake as recloop's readers see it ------------------------------
+#
+# Three tables over the three kinds of objects, and one view over them (events_view.sql):
+#   events_raw        every raw object ingest wrote (replaced ones too, until they expire)
+#   events_compacted  every compacted file (of runs that lost or crashed too)
+#   lake_manifests    the markers and sources files that say which of them a reader reads
+#   events (view)     each event of an hour once, as Lake.read_events reads it
+# Query the view; the tables alone double-count an hour while it is being compacted.
 
 resource "aws_glue_catalog_database" "this" {
   name        = replace("${var.name}_lake", "-", "_")
-  description = "recloop data lake (${var.name})"
+  description = "recloop data lake (${var.name}); query the events view"
 }
 
-# Partition projection lets Athena compute dt/hour partitions from the key layout, so new hours
-# are queryable at once without a crawler or MSCK REPAIR.
+locals {
+  lake_location = "s3://${aws_s3_bucket.this.id}/${var.lake_prefix}"
+  # A compaction unit is an hour (00..23) or, for an old day rolled up, the whole day.
+  unit_values = join(",", concat([for h in range(24) : format("%02d", h)], ["day"]))
+}
+
 resource "aws_glue_catalog_table" "events" {
-  name          = "events"
+  name          = "events_raw"
   database_name = aws_glue_catalog_database.this.name
-  description   = "Accepted events, one Parquet object per ingest batch (recloop.events.EVENT_SCHEMA)."
+  description   = "Raw event objects, one per ingest batch and hour (recloop.events.EVENT_SCHEMA); read through the events view."
   table_type    = "EXTERNAL_TABLE"
 
+  # Partition projection computes partitions from the key layout: new hours are queryable at
+  # once, without a crawler or MSCK REPAIR.
   parameters = {
-    "classification"              = "parquet"
-    "EXTERNAL"                    = "TRUE"
     "projection.enabled"          = "true"
     "projection.dt.type"          = "date"
     "projection.dt.format"        = "yyyy-MM-dd"
     "projection.dt.range"         = "${var.event_projection_start},NOW"
     "projection.dt.interval"      = "1"
     "projection.dt.interval.unit" = "DAYS"
+    "classification"              = "parquet"
+    "EXTERNAL"                    = "TRUE"
     "projection.hour.type"        = "integer"
     "projection.hour.range"       = "0,23"
     "projection.hour.digits"      = "2"
-    "storage.location.template"   = "s3://${aws_s3_bucket.this.id}/${var.lake_prefix}/events/dt=$${dt}/hour=$${hour}/"
+    "storage.location.template"   = "${local.lake_location}/events/dt=$${dt}/hour=$${hour}/"
   }
 
   partition_keys {
@@ -278,7 +327,7 @@ resource "aws_glue_catalog_table" "events" {
   }
 
   storage_descriptor {
-    location      = "s3://${aws_s3_bucket.this.id}/${var.lake_prefix}/events/"
+    location      = "${local.lake_location}/events/"
     input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
     output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 
@@ -294,6 +343,133 @@ resource "aws_glue_catalog_table" "events" {
       }
     }
   }
+}
+
+resource "aws_glue_catalog_table" "compacted" {
+  name          = "events_compacted"
+  database_name = aws_glue_catalog_database.this.name
+  description   = "Compacted event files, by hour or rolled-up day (hour = 'day'); read through the events view."
+  table_type    = "EXTERNAL_TABLE"
+
+  # Partition projection computes partitions from the key layout: new hours are queryable at
+  # once, without a crawler or MSCK REPAIR.
+  parameters = {
+    "projection.enabled"          = "true"
+    "projection.dt.type"          = "date"
+    "projection.dt.format"        = "yyyy-MM-dd"
+    "projection.dt.range"         = "${var.event_projection_start},NOW"
+    "projection.dt.interval"      = "1"
+    "projection.dt.interval.unit" = "DAYS"
+    "classification"              = "parquet"
+    "EXTERNAL"                    = "TRUE"
+    "projection.hour.type"        = "enum"
+    "projection.hour.values"      = local.unit_values
+    "storage.location.template"   = "${local.lake_location}/compacted/dt=$${dt}/hour=$${hour}/"
+  }
+
+  partition_keys {
+    name = "dt"
+    type = "string"
+  }
+  partition_keys {
+    name = "hour"
+    type = "string"
+  }
+
+  storage_descriptor {
+    location      = "${local.lake_location}/compacted/"
+    input_format  = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+
+    ser_de_info {
+      serialization_library = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    }
+
+    dynamic "columns" {
+      for_each = local.event_columns
+      content {
+        name = columns.value[0]
+        type = columns.value[1]
+      }
+    }
+  }
+}
+
+# Markers and sources files are JSON lines of one shape (recloop.lake.manifest.ManifestLine);
+# the "_g<gen>.retired" records start with "_", which Athena skips as hidden files.
+resource "aws_glue_catalog_table" "manifests" {
+  name          = "lake_manifests"
+  database_name = aws_glue_catalog_database.this.name
+  description   = "Compaction markers and sources files: which objects the events view reads."
+  table_type    = "EXTERNAL_TABLE"
+
+  # Partition projection computes partitions from the key layout: new hours are queryable at
+  # once, without a crawler or MSCK REPAIR.
+  parameters = {
+    "projection.enabled"          = "true"
+    "projection.dt.type"          = "date"
+    "projection.dt.format"        = "yyyy-MM-dd"
+    "projection.dt.range"         = "${var.event_projection_start},NOW"
+    "projection.dt.interval"      = "1"
+    "projection.dt.interval.unit" = "DAYS"
+    "classification"              = "json"
+    "EXTERNAL"                    = "TRUE"
+    "projection.hour.type"        = "enum"
+    "projection.hour.values"      = local.unit_values
+    "storage.location.template"   = "${local.lake_location}/manifests/dt=$${dt}/hour=$${hour}/"
+  }
+
+  partition_keys {
+    name = "dt"
+    type = "string"
+  }
+  partition_keys {
+    name = "hour"
+    type = "string"
+  }
+
+  storage_descriptor {
+    location      = "${local.lake_location}/manifests/"
+    input_format  = "org.apache.hadoop.mapred.TextInputFormat"
+    output_format = "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"
+
+    ser_de_info {
+      serialization_library = "org.openx.data.jsonserde.JsonSerDe"
+    }
+
+    dynamic "columns" {
+      for_each = [
+        ["generation", "int"],
+        ["token", "string"],
+        ["kind", "string"],
+        ["key", "string"],
+        ["rows", "bigint"],
+        ["bytes", "bigint"],
+        ["sha256", "string"],
+      ]
+      content {
+        name = columns.value[0]
+        type = columns.value[1]
+      }
+    }
+  }
+}
+
+# Run once per environment (and after a schema change) in the Athena console or with
+# `aws athena start-query-execution --query-string "$(terraform output -raw events_view_sql)"`:
+# Terraform cannot create an Athena view itself without hand-encoding Presto's view format.
+resource "aws_athena_named_query" "events_view" {
+  name        = "${var.name}-create-events-view"
+  description = "CREATE OR REPLACE VIEW events: the lake as recloop's readers see it"
+  database    = aws_glue_catalog_database.this.name
+  query       = local.events_view_sql
+}
+
+locals {
+  events_view_sql = templatefile("${path.module}/events_view.sql", {
+    root    = local.lake_location
+    columns = join(", ", [for c in local.event_columns : "\"${c[0]}\""])
+  })
 }
 
 locals {

@@ -37,3 +37,13 @@ output "glue_database_name" {
   description = "Glue database holding the events table (query it with Athena)."
   value       = aws_glue_catalog_database.this.name
 }
+
+output "events_view_sql" {
+  description = "CREATE OR REPLACE VIEW events (Athena): run once to create the view recloop's readers agree with."
+  value       = local.events_view_sql
+}
+
+output "compaction_function_name" {
+  description = "Name of the scheduled compaction Lambda."
+  value       = aws_lambda_function.compact.function_name
+}

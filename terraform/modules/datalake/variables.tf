@@ -56,3 +56,54 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "compaction_grace_days" {
+  description = "Days a compaction-replaced object (tagged recloop-lake=retired) stays readable before lifecycle expiry; longer than any reader's run."
+  type        = number
+  default     = 3
+}
+
+variable "quarantine_retention_days" {
+  description = "Days quarantined records (rejected input with its raw payload) are kept."
+  type        = number
+  default     = 30
+}
+
+variable "compaction_image_uri" {
+  description = "Lambda image of lambdas/compact (the docker/lambda.Dockerfile build with FUNCTION=compact)."
+  type        = string
+}
+
+variable "compaction_schedule" {
+  description = "EventBridge schedule of the compaction run (after the hour's settle time)."
+  type        = string
+  default     = "cron(20 * * * ? *)"
+}
+
+variable "compaction_memory_mb" {
+  description = "Memory of the compaction Lambda: a unit (an hour, or a rolled-up day) is merged in memory."
+  type        = number
+  default     = 4096
+}
+
+variable "compaction_rollup_after_hours" {
+  description = "Days that ended this many hours ago are rolled up into one unit; 0 compacts hours only."
+  type        = number
+  default     = 48
+}
+
+variable "kms_key_arn" {
+  description = "Platform KMS key for the compaction Lambda's logs and environment."
+  type        = string
+}
+
+variable "alarm_topic_arn" {
+  description = "SNS topic for the compaction alarms."
+  type        = string
+}
+
+variable "log_retention_in_days" {
+  description = "Days the compaction Lambda's logs are kept."
+  type        = number
+  default     = 365
+}
