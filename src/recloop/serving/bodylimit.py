@@ -8,18 +8,14 @@ answering 413 as soon as they pass the limit.
 
 from __future__ import annotations
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from recloop.serving.asgi import error_body, send_error
 
 
 def _message(max_bytes: int) -> str:
     return f"the request body is larger than {max_bytes} bytes; send fewer events per request"
-
-
-def _body(max_bytes: int) -> bytes:
-    error = {"code": "payload_too_large", "message": _message(max_bytes), "fields": []}
-    return orjson.dumps({"error": error})
 
 
 class BodyLimitMiddleware:
@@ -57,16 +53,5 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = _body(self.max_bytes)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        body = error_body("payload_too_large", _message(self.max_bytes))
+        await send_error(send, 413, body, ((b"connection", b"close"),))

@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import hmac
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from recloop.serving.asgi import error_body, send_error
 
 HEADER = b"x-origin-verify"
 
-_BODY = orjson.dumps(
-    {
-        "error": {
-            "code": "forbidden",
-            "message": "requests must come through the public endpoint (CloudFront)",
-            "fields": [],
-        }
-    }
-)
+_BODY = error_body("forbidden", "requests must come through the public endpoint (CloudFront)")
 
 
 class OriginCheckMiddleware:
@@ -45,14 +38,4 @@ class OriginCheckMiddleware:
             if name == HEADER and hmac.compare_digest(value, self.secret):
                 await self.app(scope, receive, send)
                 return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(_BODY)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": _BODY})
+        await send_error(send, 403, _BODY)
