@@ -7,6 +7,7 @@ given number of times before delegating to the real one.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,13 @@ import boto3
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from recloop.errors import TransientStoreError
-from recloop.registry import ArtifactError, registry_from_uri
+from recloop.registry import ArtifactError, ModelStatus, ModelVersion, registry_from_uri
+from recloop.registry.base import _inside
 from recloop.serving.app import create_app
 from recloop.serving.hotswap import DOWNLOAD_ATTEMPTS, ModelHolder, Watcher, cache_folder
 from recloop.serving.runtime import build_runtime
@@ -140,3 +144,19 @@ def test_the_watcher_rejects_an_unsafe_artifact_for_good(tmp_path: Path, s3: Any
     assert watcher.check_once() is None
     assert version in watcher.holder.rejected and "plain relative path" in watcher.last_error
     assert loads == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.lists(
+        st.sampled_from(["a", "b", ".", "/", "\\", "..", "~", "\0", "é", " ", "//"]), max_size=8
+    ).map("".join)
+)
+def test_no_artifact_file_name_lands_outside_the_download_folder(name: str) -> None:
+    root = Path(tempfile.gettempdir()) / "recloop-staging-property"
+    version = ModelVersion("1", ModelStatus.APPROVED, "x", {}, None, "2026-01-01T00:00:00+00:00")
+    try:
+        target = _inside(root, name, version)
+    except ArtifactError:
+        return
+    assert target.resolve().is_relative_to(root.resolve()) and target != root

@@ -174,9 +174,10 @@ def download_folder(store: ObjectStore, prefix: str, dest: Path, version: ModelV
 
 
 def _check_relative(name: str, what: str) -> None:
-    """Refuse a key (or key part) that is not a plain relative path: absolute, `..`, `\\`."""
+    """Refuse a key (or key part) that is not a plain relative path to a file below: absolute,
+    `..`, `\\`, NUL, or nothing but dots and slashes (the folder itself)."""
     parts = PurePosixPath(name).parts
-    if not name or name.startswith("/") or "\\" in name or "\0" in name or ".." in parts:
+    if not parts or name.startswith("/") or "\\" in name or "\0" in name or ".." in parts:
         raise ArtifactError(f"{what} {name!r} is not a plain relative path")
 
 
