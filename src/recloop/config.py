@@ -172,6 +172,18 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, ge=1024, description="larger POST /events bodies: 413, never read whole"
     )
     watch_interval_seconds: float = Field(10.0, gt=0, description="registry polling interval")
+    guard_window_minutes: float = Field(
+        120.0, ge=0, description="a new champion's guard window (serving and the loop's guard)"
+    )
+    guard_min_relative_loss: float = Field(
+        0.10, gt=0, lt=1, description="the CTR loss the guard's sequential test is tuned to"
+    )
+    guard_holdback_share: float = Field(
+        0.15,
+        ge=0,
+        le=0.5,
+        description="share of users (hashed) the previous champion serves in the guard window",
+    )
     backend_check_seconds: float = Field(
         10.0, gt=0, description="how often serving pings its backends (reported, never unready)"
     )

@@ -62,7 +62,9 @@ def test_a_sabotaged_challenger_is_rolled_back_in_its_guard_window(tmp_path: Pat
     # The sabotaged model had passed the offline gate, then lost online and was rejected.
     assert registry.get(rollback.model_version or "").status is ModelStatus.REJECTED
     assert rollback.evidence["champion"]["ctr"] < rollback.evidence["previous"]["ctr"]
-    assert rollback.evidence["p_value"] < 0.05
+    # Side by side: the held-back share stayed on the previous champion during the window.
+    assert rollback.evidence["test"] == "msprt" and rollback.evidence["always_valid_p"] < 0.05
+    assert rollback.evidence["previous"]["impressions"] >= 90
     champion = registry.champion()
     assert champion is not None and champion.version != rollback.model_version
 

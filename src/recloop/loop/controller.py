@@ -116,11 +116,11 @@ class LoopConfig:
             settings.train_seed,
         )
         guard = GuardConfig(
-            window=monitor.current * 2,
+            # The same window serving holds the previous champion back for.
+            window=timedelta(minutes=settings.guard_window_minutes),
             min_impressions=monitor.min_impressions,
             alpha=monitor.alpha,
-            min_relative_loss=monitor.min_relative_drop,
-            reference=monitor.current,
+            min_relative_loss=settings.guard_min_relative_loss,
         )
         return cls(monitor, train, gate, guard, cooldown=monitor.current)
 
@@ -492,16 +492,8 @@ class RetrainLoop:
         promotion = self._promotion(champion.version)
         assert promotion is not None and promotion.previous_version is not None
         previous = promotion.previous_version
-        ref = promotion.evidence.get("guard_reference_start")
         ours, theirs, windows = guard_counts(
-            self.lake,
-            self.config.monitor,
-            g,
-            champion.version,
-            previous,
-            promotion.at,
-            now,
-            datetime.fromisoformat(ref) if ref else None,
+            self.lake, self.config.monitor, champion.version, previous, promotion.at, now
         )
         judgement = judge(champion.version, previous, ours, theirs, now - promotion.at, g)
         if judgement.verdict is Verdict.WATCH:

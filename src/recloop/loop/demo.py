@@ -80,6 +80,9 @@ class DemoConfig:
     silence: float = 8.0  # several sink flushes: a slow flush under load is not silence
     max_model_age: float = 48.0  # two world days: the stale-model detector retrains then
     guard_window: float = 12.0
+    # Share of users the previous champion keeps serving in a guard window: half, on the
+    # demo's clock, so that each arm has its minimum impressions within the window.
+    holdback_share: float = 0.5
     cooldown: float = 8.0  # between two retrains
     retrain_window: float = 48.0  # wall seconds of data a retrain reads
     holdout: float = 12.0
@@ -175,7 +178,6 @@ class DemoConfig:
             # Rolling back to a model that served yesterday is cheap; keeping a bad one is not.
             alpha=0.05,
             min_relative_loss=self.min_relative_drop,
-            reference=timedelta(seconds=self.current * 2),
         )
         gate = GateConfig(metric=f"recall@{self.k}", margin=0.01, bootstrap_samples=300)
         spec = self.train_spec(self.retrain_window, self.holdout, self.params)
@@ -255,9 +257,16 @@ class DemoResult:
         }
 
 
-def demo_settings(root: Path) -> Settings:
+def demo_settings(root: Path, config: DemoConfig | None = None) -> Settings:
     """Embedded backends under `root`, the registry polled every half second."""
+    guard = {}
+    if config is not None:
+        guard = {
+            "guard_window_minutes": (config.guard_window + config.attribution) / 60.0,
+            "guard_holdback_share": config.holdback_share,
+        }
     return Settings(
+        **guard,  # type: ignore[arg-type]
         lake_uri=(root / "lake").as_uri(),
         registry_uri=(root / "registry").as_uri(),
         features_uri="sqlite:///" + str(root / "features.db"),
@@ -305,7 +314,7 @@ class Demo:
         self.config = config
         self.root = Path(root)
         self.on_status = on_status or (lambda status: None)
-        self.settings = demo_settings(self.root)
+        self.settings = demo_settings(self.root, config)
         self.lake = Lake.from_uri(self.settings.lake_uri)
         self.registry = registry_from_uri(self.settings.registry_uri)
         self.decisions = DecisionLog.from_settings(self.settings)

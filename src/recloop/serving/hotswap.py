@@ -8,17 +8,26 @@ backend not answering, a download cut off) is retried with backoff, and again at
 it never marks the version, so every worker ends up serving the same champion. Rolling back is
 approving the previous version (or rejecting the current champion): the watcher serves
 whatever the registry's champion is.
+
+During a new champion's guard window (`guard_window_s` after its approval) the model it
+replaced stays loaded, and a deterministic, user-hashed share of actors (`holdback_share`) keeps
+being served by it: the two arms run side by side, each impression carries the version that
+served it, and the loop's guard compares them (recloop.loop.guard). A rollback inside the
+window swaps back to the held model without a download.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +44,42 @@ DOWNLOAD_ATTEMPTS = 3
 DOWNLOAD_BACKOFF_S = 0.5
 
 
+def holdback_user(actor_id: str, salt: str, share: float) -> bool:
+    """Whether `actor_id` is in the held-back share: a hash, the same in every worker and
+    request; `salt` (the new champion's version) draws other users for each guard window."""
+    digest = hashlib.blake2b(f"{salt}\x00{actor_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") < share * 2**64
+
+
+@dataclass(frozen=True)
+class Holdback:
+    """The previous champion, kept for a share of users until the guard window ends."""
+
+    previous: ServedModel
+    salt: str  # the new champion's version
+    share: float
+    until: float  # epoch seconds
+
+    def serves(self, actor_id: str, now: float) -> bool:
+        return now < self.until and holdback_user(actor_id, self.salt, self.share)
+
+
 class ModelHolder:
     """The one reference requests read; swapped atomically (a single attribute store)."""
 
     def __init__(self, model: ServedModel | None = None) -> None:
         self.current: ServedModel | None = model
+        self.holdback: Holdback | None = None
         self.swaps = 0
         self.rejected: dict[str, str] = {}  # version -> why it failed verification
+
+    def for_actor(self, actor_id: str) -> ServedModel | None:
+        """The model that answers `actor_id`: the champion, or in its guard window the previous
+        champion for the held-back share (each read once: a swap never splits a request)."""
+        holdback, current = self.holdback, self.current
+        if holdback is not None and holdback.serves(actor_id, time.time()):
+            return holdback.previous
+        return current
 
     def swap(self, model: ServedModel) -> ServedModel | None:
         previous, self.current = self.current, model
@@ -63,6 +101,8 @@ class Watcher:
         on_reject: Callable[[str, str], None] | None = None,
         on_transient: Callable[[str, str], None] | None = None,
         backoff_s: float = DOWNLOAD_BACKOFF_S,
+        holdback_share: float = 0.0,
+        guard_window_s: float = 0.0,
     ) -> None:
         self.registry = registry
         self.holder = holder
@@ -73,6 +113,8 @@ class Watcher:
         self._on_reject = on_reject or (lambda version, why: None)
         self._on_transient = on_transient or (lambda version, why: None)
         self.backoff_s = backoff_s
+        self.holdback_share = holdback_share
+        self.guard_window_s = guard_window_s
         self._check_lock = threading.Lock()
         self.last_error: str | None = None
 
@@ -85,10 +127,20 @@ class Watcher:
                 self.last_error = f"registry: {exc}"
                 log.warning("model registry %s did not answer: %s", self.registry.uri, exc)
                 return None
+            held = self.holder.holdback
+            if held is not None and time.time() >= held.until:
+                self.holder.holdback = None  # the guard window is over: release the old model
             current = self.holder.current
             if champion is None or (current is not None and current.version == champion.version):
                 return None
             version = champion.version
+            if held is not None and held.previous.version == version:
+                # A rollback inside the guard window: the held model is loaded and warm.
+                self.holder.holdback = None
+                self.holder.swap(held.previous)
+                log.info("rolled back to model %s (was %s)", version, current and current.version)
+                self._on_swap(held.previous)
+                return held.previous
             if version in self.holder.rejected:
                 return None
             try:
@@ -108,11 +160,23 @@ class Watcher:
                 log.error("model %s failed verification and is not served: %s", version, exc)
                 self._on_reject(version, str(exc))
                 return None
-            self.holder.swap(model)
+            replaced = self.holder.swap(model)
+            self.holder.holdback = self._holdback(replaced, champion)
             self.last_error = None
             log.info("now serving model %s (was %s)", version, current and current.version)
             self._on_swap(model)
             return model
+
+    def _holdback(self, replaced: ServedModel | None, champion: Any) -> Holdback | None:
+        """Keep the replaced model for the held-back share until the guard window closes."""
+        if replaced is None or self.holdback_share <= 0 or self.guard_window_s <= 0:
+            return None
+        decided = getattr(champion, "decided_at", None)
+        start = datetime.fromisoformat(decided).timestamp() if decided else time.time()
+        until = start + self.guard_window_s
+        if until <= time.time():
+            return None  # approved longer ago than the window (a worker catching up)
+        return Holdback(replaced, champion.version, self.holdback_share, until)
 
     def _download_retrying(self, version: str) -> Path:
         """Download with backoff. An unusable artifact (ArtifactError) fails at once; any other

@@ -104,6 +104,8 @@ class Runtime:
                 on_swap=self._swapped,
                 on_reject=self._rejected,
                 on_transient=lambda version, why: self.metrics.model_download_errors.inc(),
+                holdback_share=self.settings.guard_holdback_share,
+                guard_window_s=self.settings.guard_window_minutes * 60.0,
             )
 
     def _rejected(self, version: str, why: str) -> None:

@@ -120,8 +120,9 @@ class RecommendationService:
         self._impressions_queued = metrics.impressions.labels("queued")
         self._impressions_dropped = metrics.impressions.labels("dropped")
 
-    def model(self) -> ServedModel:
-        model = self.holder.current
+    def model(self, actor_id: str | None = None) -> ServedModel:
+        """The champion, or for an actor the model of their arm (see hotswap.Holdback)."""
+        model = self.holder.current if actor_id is None else self.holder.for_actor(actor_id)
         if model is None:
             raise ModelNotReadyError("no model is loaded yet (nothing approved in the registry?)")
         return model
@@ -137,7 +138,9 @@ class RecommendationService:
         signed_in: bool = True,
     ) -> Recommendation:
         """The top k for an actor; unknown and anonymous actors get a cold-start answer."""
-        ctx = _Context(self.model())  # this request finishes on this model, whatever swaps
+        # This request finishes on this model, whatever swaps; the actor's arm during a guard
+        # window (the impression carries the version that answered).
+        ctx = _Context(self.model(actor_id))
         model = ctx.model
         history = await self._guarded(ctx, self.features_guard, "features", self._history, actor_id)
         now = datetime.now(UTC)

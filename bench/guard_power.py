@@ -1,0 +1,130 @@
+"""The concurrent guard's power: impressions needed to roll back a 10% CTR loss 80% of the time.
+
+Simulates the guard window's two arms: a hashed share of users on the previous champion, the rest
+on the new one, users who differ in how much they click (a per-user factor) and come in
+sessions of several impressions. The loop's own test (recloop.loop.guard.judge, a mixture SPRT
+with user-clustered variances) is checked after every batch of impressions, as the loop checks
+every pass. Reported per CTR level and held-back share:
+  - n80: total impressions (both arms) by which 80% of runs with a `--loss` relative loss on the
+    new champion were rolled back, and the hours that is at `--per-hour` impressions/hour;
+  - false rollbacks: share of runs with equal CTR rolled back within the largest horizon;
+  - baseline in the same run: the fixed-sample two-proportion z-test's n for 80% power at the
+    same alpha (one look, known variance), so `ratio` = n80 / that n is the price of looking
+    at every pass.
+
+Usage: flock /tmp/recloop-bench.lock .venv/bin/python bench/guard_power.py [--runs 200]
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from datetime import timedelta
+
+import numpy as np
+from scipy.stats import norm
+
+from recloop.loop.guard import ArmStats, GuardConfig, Verdict, judge
+
+
+def arm_stats(n: np.ndarray, o: np.ndarray) -> ArmStats:
+    seen = n > 0
+    n, o = n[seen], o[seen]
+    return ArmStats(int(n.sum()), int(o.sum()), float((o * o).sum()), float((o * n).sum()),
+                    float((n * n).sum()), int(seen.sum()))  # fmt: skip
+
+
+def first_rollback(
+    rng: np.random.Generator,
+    ctr: float,
+    loss: float,
+    share: float,
+    users: int,
+    horizon: int,
+    batch: int,
+    config: GuardConfig,
+    views: float = 4.0,
+) -> float:
+    """Total impressions at the first rollback (inf if none by `horizon`)."""
+    factor = rng.gamma(2.0, 0.5, users)
+    held = rng.random(users) < share  # the hash: a fixed share of users, each in one arm
+    n = np.zeros((2, users))
+    o = np.zeros((2, users))
+    total = 0
+    while total < horizon:
+        sessions = int(batch / views)
+        who = rng.integers(0, users, sessions)
+        length = 1 + rng.poisson(views - 1, sessions)
+        arm = held[who].astype(int)  # 1: previous champion, 0: new champion
+        p = ctr * factor[who] * np.where(arm == 0, 1 - loss, 1.0)
+        clicked = rng.binomial(length, np.clip(p, 0, 0.95))
+        for a in (0, 1):
+            mine = arm == a
+            n[a] += np.bincount(who[mine], weights=length[mine], minlength=users)
+            o[a] += np.bincount(who[mine], weights=clicked[mine], minlength=users)
+        total += int(length.sum())
+        verdict = judge("new", "old", arm_stats(n[0], o[0]), arm_stats(n[1], o[1]),
+                        timedelta(0), config)  # fmt: skip
+        if verdict.verdict is Verdict.ROLLBACK:
+            return float(total)
+    return math.inf
+
+
+def fixed_sample_n(ctr: float, loss: float, share: float, alpha: float, power: float) -> float:
+    """One-look one-sided z-test: total n for `power` against the loss (binomial variance)."""
+    p1, p0 = ctr * (1 - loss), ctr
+    var = p1 * (1 - p1) / (1 - share) + p0 * (1 - p0) / share
+    z = norm.ppf(1 - alpha) + norm.ppf(power)
+    return z * z * var / (p0 - p1) ** 2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--loss", type=float, default=0.10)
+    parser.add_argument("--alpha", type=float, default=0.01)
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.10, 0.15, 0.20])
+    parser.add_argument("--ctrs", type=float, nargs="+", default=[0.05, 0.60])
+    parser.add_argument("--per-hour", type=float, default=10_000.0)
+    args = parser.parse_args()
+    config = GuardConfig(alpha=args.alpha, min_relative_loss=args.loss, min_impressions=300)
+    t0 = time.perf_counter()
+    rows = []
+    for ctr in args.ctrs:
+        for share in args.shares:
+            fixed = fixed_sample_n(ctr, args.loss, share, args.alpha, 0.8)
+            horizon = int(fixed * 6)
+            batch = max(500, int(fixed / 60))
+            users = max(2000, int(horizon / 40))
+            rng = np.random.default_rng(int(ctr * 1000) + int(share * 100))
+            hits = np.array([
+                first_rollback(rng, ctr, args.loss, share, users, horizon, batch, config)
+                for _ in range(args.runs)
+            ])  # fmt: skip
+            false = np.array([
+                first_rollback(rng, ctr, 0.0, share, users, horizon, batch, config)
+                for _ in range(args.runs)
+            ])  # fmt: skip
+            n80 = float(np.percentile(hits, 80))
+            row = {
+                "ctr": ctr,
+                "share": share,
+                "n80": round(n80) if math.isfinite(n80) else None,
+                "hours_at_per_hour": round(n80 / args.per_hour, 1) if math.isfinite(n80) else None,
+                "fixed_sample_n": round(fixed),
+                "ratio": round(n80 / fixed, 2) if math.isfinite(n80) else None,
+                "false_rollbacks": round(float(np.isfinite(false).mean()), 3),
+                "horizon": horizon,
+            }
+            rows.append(row)
+            print(row, flush=True)
+    print(json.dumps({"loss": args.loss, "alpha": args.alpha, "runs": args.runs,
+                      "per_hour": args.per_hour, "rows": rows,
+                      "seconds": round(time.perf_counter() - t0, 1)}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
