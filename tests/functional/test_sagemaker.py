@@ -141,6 +141,7 @@ def test_the_launcher_sends_a_create_training_job_request_with_our_conventions(
         )
         s3 = session.client("s3")
         s3.create_bucket(Bucket="recloop-data")
+        write_synthetic_lake("s3://recloop-data/lake", seed=3)
         sent: list[dict[str, Any]] = []
         session.events.register(
             "provide-client-params.sagemaker.CreateTrainingJob",
@@ -154,6 +155,8 @@ def test_the_launcher_sends_a_create_training_job_request_with_our_conventions(
             logs=False,
             registry=registry_from_uri("s3://recloop-data/registry", s3_client=s3),
         )
+        uri = sent[0]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+        manifest = s3.get_object(Bucket="recloop-data", Key=uri.split("/", 3)[3])["Body"].read()
     assert len(sent) == 1
     request = sent[0]
     assert request["AlgorithmSpecification"]["TrainingImage"] == _launch_config().image_uri
@@ -161,8 +164,13 @@ def test_the_launcher_sends_a_create_training_job_request_with_our_conventions(
     assert request["RoleArn"] == _launch_config().role_arn
     (channel,) = request["InputDataConfig"]
     assert channel["ChannelName"] == "train"
-    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == "s3://recloop-data/lake"
-    assert channel["DataSource"]["S3DataSource"]["S3DataType"] == "S3Prefix"
+    # The window's objects, by manifest file: not the lake prefix (history, quarantine).
+    source = channel["DataSource"]["S3DataSource"]
+    assert source["S3DataType"] == "ManifestFile"
+    assert source["S3Uri"].startswith("s3://recloop-data/training-output/channels/")
+    assert json.loads(manifest)[0] == {"prefix": "s3://recloop-data/lake/"}
+    until = hyperparameters_to_options(request["HyperParameters"], TrainOptions()).until
+    assert until is not None  # the job's window is the channel's
     assert request["OutputDataConfig"]["S3OutputPath"] == "s3://recloop-data/training-output"
     assert request["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
     assert request["Environment"]["RECLOOP_REGISTRY_URI"] == "sagemaker://recloop-models"
@@ -206,6 +214,7 @@ def test_two_launches_in_the_same_second_get_distinct_job_names(
             RoleName="recloop-training", AssumeRolePolicyDocument="{}"
         )
         session.client("s3").create_bucket(Bucket="recloop-data")
+        write_synthetic_lake("s3://recloop-data/lake", seed=3)
         names = [
             launch(FAST, _launch_config(), boto_session=session, wait=False, logs=False).job_name
             for _ in range(2)

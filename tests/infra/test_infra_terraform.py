@@ -514,6 +514,48 @@ def test_sagemaker_role_reaches_only_the_lake_and_registry_prefixes() -> None:
             assert statement["resources"] == ["${var.lake_bucket_arn}/${var.registry_prefix}/*"]
 
 
+def _allows(policy: dict[str, Any], action: str, arn: str, variables: dict[str, str]) -> bool:
+    """Does an Allow statement of `policy` grant `action` on `arn` (IAM's * wildcard)?"""
+    import fnmatch
+
+    for statement in policy["statement"]:
+        if action not in statement["actions"]:
+            continue
+        for resource in statement["resources"]:
+            for name, value in variables.items():
+                resource = resource.replace(f"${{var.{name}}}", value)
+            if fnmatch.fnmatchcase(arn, resource):
+                return True
+    return False
+
+
+def test_the_training_channel_is_readable_by_the_job_and_writable_by_the_launcher() -> None:
+    """What the launcher writes and SageMaker copies (recloop.training.channel) is what the
+    training module's roles grant: the issue-13 finding was a lake prefix without its "/"."""
+    from recloop.training.channel import manifest_body
+
+    config = load(MODULES / "training")
+    documents = config.resources("aws_iam_policy_document", "data")
+    variables = {
+        "lake_bucket_arn": "arn:aws:s3:::recloop-lake",
+        "lake_prefix": config.labelled("variable").get("lake_prefix", {}).get("default") or "lake",
+        "registry_prefix": "registry",
+    }
+    lake = variables["lake_prefix"]
+    body = json.loads(manifest_body(f"s3://recloop-lake/{lake}", ["events/dt=2026-01-05/x"]))
+    prefix = body[0]["prefix"]
+    assert prefix == f"s3://recloop-lake/{lake}/"
+    objects = [prefix + key for key in body[1:]]
+    # RECLOOP_SAGEMAKER_OUTPUT_URI is <registry artifacts>/jobs: the manifest goes under it.
+    output = config.locals()["loop_environment"]["RECLOOP_SAGEMAKER_OUTPUT_URI"]
+    assert output == "${var.registry_artifacts_uri}/jobs"
+    manifest = "arn:aws:s3:::recloop-lake/registry/jobs/channels/recloop-train-abc.manifest"
+    arn = [uri.replace("s3://", "arn:aws:s3:::") for uri in objects]
+    assert all(_allows(documents["sagemaker"], "s3:GetObject", a, variables) for a in arn)
+    assert _allows(documents["sagemaker"], "s3:GetObject", manifest, variables)
+    assert _allows(documents["monitor"], "s3:PutObject", manifest, variables)
+
+
 def test_eventbridge_runs_the_monitor_on_a_schedule_and_promote_on_training_state() -> None:
     config = load(MODULES / "training")
     rules = config.resources("aws_cloudwatch_event_rule")

@@ -3,7 +3,8 @@
 The container (training/entrypoint.py, run as `train` by SageMaker) follows SageMaker's
 conventions and calls `run_entrypoint`:
     /opt/ml/input/config/hyperparameters.json   TrainOptions as strings (SageMaker's format)
-    SM_CHANNEL_TRAIN    the "train" channel: the lake prefix, copied in File mode
+    SM_CHANNEL_TRAIN    the "train" channel: the window's lake objects (a manifest file's
+                        copy, recloop.training.channel), read as a file:// lake
     SM_MODEL_DIR        the bundle is written to <model dir>/bundle (SageMaker uploads it)
     SM_OUTPUT_DATA_DIR  result.json and run.json of the run
     TRAINING_JOB_NAME   becomes the run id, so job, run record and model version link up
@@ -163,7 +164,7 @@ def run_entrypoint(
 
 
 def _lake_uri(paths: SageMakerPaths, env: Mapping[str, str]) -> str:
-    # The train channel holds a copy of the lake prefix; without one, the configured lake.
+    # The train channel holds the window's lake objects; without one, the configured lake.
     if paths.train_channel.is_dir() and any(paths.train_channel.iterdir()):
         return paths.train_channel.resolve().as_uri()
     from recloop.config import get_settings
@@ -221,6 +222,30 @@ def run_local(
 
 
 # ---- the launcher --------------------------------------------------------------------------------
+
+
+def _training_channel(
+    options: TrainOptions, config: LaunchConfig, boto_session: Any, name: str
+) -> tuple[TrainOptions, Any]:
+    """The window pinned in the options, and a ManifestFile data source of exactly its objects
+    (recloop.training.channel), so the job copies the window and nothing else."""
+    from sagemaker.core.shapes import S3DataSource
+
+    from recloop.training.channel import write_channel_manifest
+    from recloop.training.pipeline import resolve_window
+
+    s3 = boto_session.client("s3")
+    lake = Lake.from_uri(config.lake_uri, s3_client=s3)
+    window = resolve_window(lake, options)
+    # The job resolves its window again on the channel: the same `until` keeps it the same.
+    options = replace(options, until=window.until.isoformat())
+    uri = write_channel_manifest(
+        lake, window.since, window.until, config.output_uri, f"{name}-{new_run_id()}", s3
+    )
+    source = S3DataSource(
+        s3_data_type="ManifestFile", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
+    )
+    return options, source
 
 
 @dataclass(frozen=True)
@@ -319,6 +344,8 @@ def launch(
         from sagemaker.train.model_trainer import ModelTrainer
 
     session = Session(boto_session=boto_session or boto3.Session())
+    base_job_name = f"{config.base_job_name}-{secrets.token_hex(3)}"
+    options, channel = _training_channel(options, config, session.boto_session, base_job_name)
     environment = {"RECLOOP_REGISTRY_URI": config.registry_uri, **config.environment}
     if config.registry_artifacts_uri:
         environment["RECLOOP_REGISTRY_ARTIFACTS_URI"] = config.registry_artifacts_uri
@@ -328,7 +355,7 @@ def launch(
         # The SDK names the job base + "-" + a timestamp in whole seconds: two launches in one
         # second (the loop's retrain and a manual one) would clash on the name, which is also
         # the run id. A random part per launch keeps names unique.
-        base_job_name=f"{config.base_job_name}-{secrets.token_hex(3)}",
+        base_job_name=base_job_name,
         sagemaker_session=session,
         compute=Compute(
             instance_type=config.instance_type,
@@ -347,7 +374,7 @@ def launch(
 
     try:
         trainer.train(
-            input_data_config=[InputData(channel_name="train", data_source=config.lake_uri)],
+            input_data_config=[InputData(channel_name="train", data_source=channel)],
             wait=wait,
             logs=logs,
         )

@@ -89,6 +89,9 @@ resource "aws_iam_role" "sagemaker" {
 
 data "aws_iam_policy_document" "sagemaker" {
   #checkov:skip=CKV_AWS_356:ListModelPackages supports no resource types (AWS Service Authorization Reference) and is granted on "*"; checkov lists a model-package type for it
+  # SageMaker copies the train channel with this role: the manifest file (under the registry
+  # prefix) and the lake objects it lists, each "<lake prefix>/<key>" (the manifest's prefix
+  # ends with "/"), so no lake listing is needed for the channel.
   statement {
     sid       = "ReadTheLake"
     actions   = ["s3:GetObject"]
@@ -272,6 +275,14 @@ data "aws_iam_policy_document" "monitor" {
     sid       = "WriteTheDecisionLog"
     actions   = ["s3:PutObject"]
     resources = ["${var.lake_bucket_arn}/${var.registry_prefix}/decisions/*"]
+  }
+
+  # A training job's "train" channel is a manifest file of its window's lake objects
+  # (recloop.training.channel), written under RECLOOP_SAGEMAKER_OUTPUT_URI before the job starts.
+  statement {
+    sid       = "WriteTrainingChannels"
+    actions   = ["s3:PutObject"]
+    resources = ["${var.lake_bucket_arn}/${var.registry_prefix}/jobs/channels/*"]
   }
 
   statement {
