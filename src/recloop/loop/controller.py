@@ -107,6 +107,8 @@ class LoopConfig:
             k=settings.train_k,
             eval_users=settings.train_eval_users,
             seed=settings.train_seed,
+            # The gate's minimum, as `recloop train`'s: fewer holdout users is no decision.
+            min_test_users=settings.train_min_holdout_users,
         )
         gate = GateConfig(
             settings.train_metric,
