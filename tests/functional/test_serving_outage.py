@@ -71,8 +71,8 @@ def test_serve_starts_and_answers_degraded_without_backends_then_recovers(
         "RECLOOP_CANDIDATES_URI": f"elasticsearch+{es.url}",
         "RECLOOP_MODEL_CACHE_DIR": str(tmp_path / "cache"),
         "RECLOOP_BACKEND_CHECK_SECONDS": "0.5",
-        # Two cores shared with the test's own clients: a loopback call can wait its turn.
-        "RECLOOP_BACKEND_TIMEOUT_MS": "500",
+        # Two cores shared with the test's clients and doubles (and CI): a loopback call can wait.
+        "RECLOOP_BACKEND_TIMEOUT_MS": "2000",
     }
     recloop = Path(sys.executable).with_name("recloop")
     proc = subprocess.Popen(
