@@ -50,7 +50,7 @@ from recloop.lake.manifest import (
     read_marker,
     read_sources,
 )
-from recloop.lake.parquet import parquet_bytes, read_parquet, sha256
+from recloop.lake.parquet import event_parquet_bytes, read_parquet, sha256
 from recloop.lake.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,7 @@ def _write_data(
     lines = []
     for part, offset in enumerate(range(0, table.num_rows, rows_per_file)):
         chunk = table.slice(offset, rows_per_file)
-        body = parquet_bytes(chunk)
+        body = event_parquet_bytes(chunk)
         key = layout.data_key(unit, generation, token, part)
         store.put_if_absent(key, body)  # a fresh token: always absent
         lines.append(

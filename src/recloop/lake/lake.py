@@ -28,7 +28,7 @@ from recloop.errors import LakeError
 from recloop.events import EVENT_SCHEMA, conform
 from recloop.lake.layout import HOUR, key_hour
 from recloop.lake.manifest import HourPart, day_hours, list_days, plan_day, plan_window
-from recloop.lake.parquet import parquet_bytes, read_parquet, row_count, sha256
+from recloop.lake.parquet import event_parquet_bytes, parquet_bytes, read_parquet, row_count, sha256
 from recloop.lake.store import ObjectStore, store_from_uri
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -167,7 +167,7 @@ class Lake:
         for hour in pc.unique(hours).to_pylist():
             part = table.filter(pc.equal(hours, pa.scalar(hour, hours.type)))
             key = f"events/dt={hour:%Y-%m-%d}/hour={hour:%H}/{name}.parquet"
-            created = self.store.put_if_absent(key, parquet_bytes(part))
+            created = self.store.put_if_absent(key, event_parquet_bytes(part))
             written.append(WrittenObject(key, part.num_rows, created))
         return written
 

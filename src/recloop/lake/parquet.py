@@ -9,11 +9,48 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# Columns with few distinct values per object; ids unique per event (event_id, rec_id) and
+# the timestamps gain nothing from a dictionary.
+_DICTIONARY = [
+    "event_type",
+    "user_id",
+    "visitor_id",
+    "item_id",
+    "item_ids",
+    "session_id",
+    "model_version",
+    "page",
+    "referrer",
+    "device",
+    "source",
+    "schema_version",
+]
+# Smaller event objects at no cost to readers (measured in bench/lake.py, docs/benchmarks.md):
+# no Arrow schema blob (Parquet's own types read back the same through conform()), statistics
+# only where a reader prunes (timestamp), dictionaries only where values repeat, delta encodings
+# for the sorted timestamps and the prefix-sharing ids, and a higher zstd level (these objects
+# are small, so the extra CPU is a fraction of a millisecond each).
+_EVENT_OPTIONS: dict[str, object] = {
+    "compression": "zstd",
+    "compression_level": 9,
+    "store_schema": False,
+    "use_dictionary": _DICTIONARY,
+    "write_statistics": ["timestamp"],
+    "column_encoding": {"timestamp": "DELTA_BINARY_PACKED", "event_id": "DELTA_BYTE_ARRAY"},
+}
+
 
 def parquet_bytes(table: pa.Table) -> bytes:
-    """One Parquet object of `table`, as every lake writer writes it."""
+    """One Parquet object of any lake table (quarantine, catalog)."""
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def event_parquet_bytes(table: pa.Table) -> bytes:
+    """One Parquet object of events (EVENT_SCHEMA columns), as ingest and compaction write."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, **_EVENT_OPTIONS)
     return sink.getvalue()
 
 
