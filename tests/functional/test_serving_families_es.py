@@ -10,6 +10,7 @@ process, and nothing about them is sent to the cluster (docs/serving.md, "Candid
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -88,4 +89,29 @@ def test_a_cluster_down_at_load_leaves_the_index_pending_until_it_answers(
             index = source.index_name(world.version)
             assert any(path == f"/{index}/_search" for _, path, _ in cluster.requests)
     finally:
+        server.stop()
+
+
+def test_without_lifespan_as_on_lambda_requests_start_the_repair(tmp_path: Path) -> None:
+    # lambdas/api runs the app with lifespan off: no backend monitor loop. Requests start its
+    # pass in a background thread, at most every BACKEND_CHECK_SECONDS.
+    world = tiny_world(tmp_path / "w")
+    settings = world_settings(world, backend_check_seconds=0.2)
+    server = ClusterServer(Cluster(), port=free_port())  # nothing listens yet
+    source = ElasticsearchCandidates.from_url(server.url, timeout_ms=2000)
+    runtime = build_runtime(settings, candidates=source)
+    api = TestClient(create_app(settings, runtime))  # no `with`: the lifespan does not run
+    runtime.sink.start()  # as the Lambda handler does
+    try:
+        first = api.get("/recommendations", params={"user_id": "u0"}).json()
+        assert first["degraded"] is True and first["degraded_reasons"] == ["candidates"]
+        server.start()
+        deadline = time.monotonic() + 30
+        while api.get("/recommendations", params={"user_id": "u0"}).json()["degraded"]:
+            assert time.monotonic() < deadline, "the index was never published"
+            time.sleep(0.1)
+        model = runtime.holder.current
+        assert model is not None and source.placement(model) is Placement.SERVED
+    finally:
+        runtime.sink.close(5.0)
         server.stop()

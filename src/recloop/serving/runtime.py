@@ -10,6 +10,7 @@ import gc
 import json
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,8 @@ class Runtime:
     # The version whose catalogue read an outage cut short: read again once the store answers.
     _catalogue_due: str | None = None
     _last_lazy_load: float = 0.0
+    _last_lazy_repair: float = 0.0
+    _repair_thread: threading.Thread | None = None
     _info_labels: tuple[str, str] | None = None
     _blas_limits: Any = None
 
@@ -198,13 +201,42 @@ class Runtime:
 
     async def ensure_model(self) -> None:
         """Without a watcher loop (Lambda), try loading the champion on request, rate-limited."""
-        if self.holder.current is not None or self.watcher is None:
+        if self.holder.current is not None:
+            if self._backends_task is None:  # no lifespan (Lambda): no backend monitor either
+                self._repair_in_background()
+            return
+        if self.watcher is None:
             return
         now = time.monotonic()
         if now - self._last_lazy_load < _LAZY_LOAD_EVERY:
             return
         self._last_lazy_load = now
         await asyncio.to_thread(self.watcher.check_once)
+
+    def _repair_in_background(self) -> None:
+        """The backend monitor's pass, at most every BACKEND_CHECK_SECONDS, in a daemon thread.
+
+        Where no lifespan runs (Lambda) nothing else would publish an index left pending or
+        re-read a catalogue an outage cut short. A thread keeps the request from waiting; Lambda
+        freezes it between invocations and it resumes with the next one.
+        """
+        now = time.monotonic()
+        if now - self._last_lazy_repair < self.settings.backend_check_seconds:
+            return
+        self._last_lazy_repair = now
+        if self._repair_thread is not None and self._repair_thread.is_alive():
+            return
+        self._repair_thread = threading.Thread(
+            target=self._check_and_repair, name="recloop-repair", daemon=True
+        )
+        self._repair_thread.start()
+
+    def _check_and_repair(self) -> None:
+        try:
+            asyncio.run(self.backends.check())
+            self.repair()
+        except Exception:  # a failed pass is retried at the next one
+            log.exception("backend check failed")
 
     async def start(self) -> None:
         """Start the sink thread, load the champion, then poll the registry in the background."""
