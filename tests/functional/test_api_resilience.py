@@ -70,6 +70,13 @@ class DeadCandidates:
         raise ConnectionError("no route to host")
 
 
+def world_items_of(client: TestClient, user_id: str) -> list[str]:
+    """The items the served model was trained on for `user_id`."""
+    model = client.app.state.runtime.holder.current  # type: ignore[attr-defined]
+    row = model.history_parts([], user_id)
+    return model.item_ids_of(np.asarray(row.indices, dtype=np.int64))
+
+
 def make_client(world: TinyWorld, tmp_path: Path, **overrides: Any) -> TestClient:
     settings = world_settings(
         world,
@@ -80,7 +87,7 @@ def make_client(world: TinyWorld, tmp_path: Path, **overrides: Any) -> TestClien
 
 
 @pytest.mark.parametrize("store_cls", [FailingStore, SlowStore])
-def test_failing_or_slow_feature_store_degrades_to_popularity(
+def test_failing_or_slow_feature_store_degrades_to_own_history_or_popularity(
     world: TinyWorld, tmp_path: Path, store_cls: type[SQLiteFeatureStore]
 ) -> None:
     store = store_cls(world.root / "features.db", timeout_ms=100)
@@ -90,9 +97,16 @@ def test_failing_or_slow_feature_store_degrades_to_popularity(
         elapsed = time.perf_counter() - start
         body = response.json()
         assert response.status_code == 200
+        # A user the model was trained on: answered from the model's copy of their history.
+        assert body["degraded"] is True and body["degraded_reasons"] == ["features"]
+        assert body["source"] == "personalised" and len(body["items"]) == 10
+        assert elapsed < 1.5  # the deadline answered, not the 2 s backend
+        trained = set(world_items_of(client, "u0"))
+        assert not trained & {i["item_id"] for i in body["items"]}  # seen items stay excluded
+        # Someone the model does not know: its popularity.
+        body = client.get("/recommendations", params={"visitor_id": "v-new"}).json()
         assert body["degraded"] is True and body["source"] == "popularity_fallback"
         assert len(body["items"]) == 10
-        assert elapsed < 1.5  # the deadline answered, not the 2 s backend
         metrics = client.get("/metrics").text
         assert 'recloop_degraded_responses_total{reason="features"}' in metrics
 

@@ -147,7 +147,15 @@ class RecommendationService:
         source: Source = "popularity_fallback"
         seen = _NONE
         if history is None:
-            pool = self._popular_pool(model, _NONE)
+            # Without the feature store, a user the model was trained on is answered from the
+            # model's own copy of their history (degraded: recent clicks are missing); anyone
+            # else from the model's popularity.
+            row = model.history_parts([], actor_id if signed_in else None)
+            if row.nnz == 0:
+                pool = self._popular_pool(model, _NONE)
+            else:
+                seen = np.asarray(row.indices, dtype=np.int64)  # sorted, distinct
+                pool, source = await self._personalised(ctx, [], row, k, exclude_seen, category)
         else:
             row = model.history_parts(history, actor_id if signed_in else None)
             seen = np.asarray(row.indices, dtype=np.int64)  # sorted, distinct
@@ -178,7 +186,7 @@ class RecommendationService:
             items=items,
             degraded=bool(ctx.reasons),
             source=source,
-            degraded_reasons=tuple(ctx.reasons),
+            degraded_reasons=tuple(dict.fromkeys(ctx.reasons)) if ctx.reasons else (),
         )
         self._impression(result, signed_in)
         return result
