@@ -464,6 +464,7 @@ def test_metrics_are_emitted_as_emf_with_reasons(invoke: Any, capsys: Any) -> No
     assert metrics[("EventsFiltered", service)] == 1
     assert metrics[("EventsQuarantined", service)] == 1
     assert metrics[("EventsQuarantined", service, "reason=unsupported_format")] == 1
+    assert metrics[("EventsFailed", service)] == 0 and metrics[("HistoryErrors", service)] == 0
     assert metrics[("EventsFiltered", service, "reason=non_2xx")] == 1
     assert 0 < metrics[("IngestLagSeconds", service)] < 7 * 3600
 

@@ -161,6 +161,8 @@ resource "aws_cloudwatch_dashboard" "this" {
             [var.metrics_namespace, "EventsWritten", "service", "weblog_processor", { label = "written" }],
             [var.metrics_namespace, "EventsFiltered", "service", "weblog_processor", { label = "filtered" }],
             [var.metrics_namespace, "EventsQuarantined", "service", "weblog_processor", { label = "quarantined" }],
+            [var.metrics_namespace, "EventsFailed", "service", "weblog_processor", { label = "failed (redelivered)" }],
+            [var.metrics_namespace, "HistoryErrors", "service", "weblog_processor", { label = "history not updated" }],
           ]
         }
       },
