@@ -7,7 +7,8 @@ with user-clustered variances) is checked after every batch of impressions, as t
 every pass. Reported per CTR level and held-back share:
   - n80: total impressions (both arms) by which 80% of runs with a `--loss` relative loss on the
     new champion were rolled back, and the hours that is at `--per-hour` impressions/hour;
-  - false rollbacks: share of runs with equal CTR rolled back within the largest horizon;
+  - false rollbacks: share of runs with equal CTR rolled back within the horizon
+    (`--horizon-factor` x the z-test's n);
   - baseline in the same run: the fixed-sample two-proportion z-test's n for 80% power at the
     same alpha (one look, known variance), so `ratio` = n80 / that n is the price of looking
     at every pass.
@@ -89,6 +90,9 @@ def main() -> None:
     parser.add_argument("--shares", type=float, nargs="+", default=[0.10, 0.15, 0.20])
     parser.add_argument("--ctrs", type=float, nargs="+", default=[0.05, 0.60])
     parser.add_argument("--per-hour", type=float, default=10_000.0)
+    parser.add_argument(
+        "--horizon-factor", type=float, default=6.0, help="runs stop at this x the z-test's n"
+    )
     args = parser.parse_args()
     config = GuardConfig(alpha=args.alpha, min_relative_loss=args.loss, min_impressions=300)
     t0 = time.perf_counter()
@@ -96,7 +100,7 @@ def main() -> None:
     for ctr in args.ctrs:
         for share in args.shares:
             fixed = fixed_sample_n(ctr, args.loss, share, args.alpha, 0.8)
-            horizon = int(fixed * 6)
+            horizon = int(fixed * args.horizon_factor)
             batch = max(500, int(fixed / 60))
             users = max(2000, int(horizon / 40))
             rng = np.random.default_rng(int(ctr * 1000) + int(share * 100))
