@@ -313,8 +313,13 @@ def test_a_swapped_out_model_is_freed_without_the_cycle_collector(tmp_path: Path
     import gc
     import weakref
 
+    import time
+
     world = tiny_world(tmp_path / "w")
-    with make_client(world, tmp_path, settings={"watch_interval_seconds": 3600}) as client:
+    # The guard window holds the swapped-out model back for a share of users: 0.3 s here, so
+    # the test sees it held, then freed at the first poll after the window.
+    settings = {"watch_interval_seconds": 3600, "guard_window_minutes": 0.005}
+    with make_client(world, tmp_path, settings=settings) as client:
         runtime = client.app.state.runtime  # type: ignore[attr-defined]
         assert client.get("/recommendations?user_id=u0").status_code == 200
         old = weakref.ref(runtime.holder.current)
@@ -323,6 +328,11 @@ def test_a_swapped_out_model_is_freed_without_the_cycle_collector(tmp_path: Path
         gc.disable()
         try:
             assert runtime.watcher.check_once() is not None
+            assert client.get("/recommendations?user_id=u0").status_code == 200
+            assert old() is not None and runtime.holder.holdback is not None
+            time.sleep(0.4)
+            assert runtime.watcher.check_once() is None  # nothing new: releases the old model
+            assert runtime.holder.holdback is None
             assert client.get("/recommendations?user_id=u0").status_code == 200
             assert old() is None, "the swapped-out model is still referenced"
         finally:
