@@ -58,7 +58,8 @@ class Promoter:
             settings,
             s3_client=s3_client,
             sagemaker_client=sagemaker_client,
-            cache_dir=Path(tempfile.gettempdir()) / "recloop-loop-cache",  # Lambda: /tmp only
+            # /tmp is all a Lambda may write; one folder per container, never shared.
+            cache_dir=Path(tempfile.mkdtemp(prefix="recloop-loop-cache-")),
         )
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         default_factory=lambda: (_default_root() / "metrics" / "service.jsonl").as_uri(),
         description="JSON-lines service-metric snapshots the API appends to",
     )
+    loop_config: str | None = Field(
+        None,
+        description="the retrain loop's whole configuration as JSON (recloop.loop.LoopConfig."
+        "to_dict; times in seconds), instead of the one derived from the monitor_*, train_* "
+        "and gate_* settings",
+    )
 
     # --- serving (see docs/serving.md) ---
     features_uri: str = Field(

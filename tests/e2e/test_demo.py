@@ -91,7 +91,7 @@ def test_the_demo_folder_is_absolute_whether_defaulted_or_relative(
 
     seen: list[Path] = []
 
-    def fake_run_demo(config: DemoConfig, root: Path, on_status: object) -> None:
+    def fake_run_demo(config: DemoConfig, root: Path, on_status: object, aws: bool) -> None:
         seen.append(root)
         raise SystemExit(0)  # stop before any work: only the folder is under test
 

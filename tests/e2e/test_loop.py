@@ -378,8 +378,11 @@ def test_two_passes_at_once_start_one_training_job(site: Path) -> None:
     assert len(logged) == 1 and logged[0].evidence["job"] == trainer.started[0][0]
     # A later pass while the job runs holds; it does not start a second job.
     later = loops[0].step(NOW - timedelta(hours=1))
-    assert later.actions() == ["hold"] and "still running" in later.decisions[0].detail
-    assert len(trainer.started) == 1
+    assert "retrain" not in later.actions() and len(trainer.started) == 1
+    # ... and says so once per running job, however many passes see it.
+    loops[1].step(NOW - timedelta(minutes=50))
+    holds = DecisionLog((site / "decisions.jsonl").as_uri()).list(actions=[Action.HOLD])
+    assert len(holds) == 1 and "still running" in holds[0].detail
 
 
 def test_the_retrain_decision_is_recorded_before_the_job_starts(site: Path) -> None:

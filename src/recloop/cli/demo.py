@@ -40,11 +40,19 @@ _STYLE = {
 }
 
 
-def run_demo(config: DemoConfig, root: Path, on_status: Callable[[DemoStatus], None]) -> DemoResult:
+def run_demo(
+    config: DemoConfig, root: Path, on_status: Callable[[DemoStatus], None], aws: bool = False
+) -> DemoResult:
     """The demo itself; imported on call, so `recloop --help` does not load the whole loop."""
     from recloop.loop.demo import run_demo as run
 
-    return run(config, root, on_status)
+    if not aws:
+        return run(config, root, on_status)
+    try:
+        from recloop.harness.site import AwsSite
+    except ImportError as exc:  # moto[server] and the sagemaker SDK: the dev and aws extras
+        raise ConfigError(f"--aws needs the dev and aws extras ({exc})") from exc
+    return run(config, root, on_status, AwsSite(config, root))
 
 
 def _render(status: DemoStatus) -> Group:
@@ -116,6 +124,12 @@ def demo(
         None, help="Folder for the lake, registry, features and dashboard (default: a new one)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON, last line."),
+    aws: bool = typer.Option(
+        False,
+        "--aws",
+        help="The production wiring (Lambdas, Kinesis, S3, SageMaker jobs and model registry) "
+        "on AWS APIs served by moto on 127.0.0.1.",
+    ),
 ) -> None:
     """Watch the loop close: drift -> drop detected -> retrain -> promote -> CTR recovers."""
     from recloop.loop.demo import DemoConfig
@@ -131,6 +145,8 @@ def demo(
             config = DemoConfig.for_minutes(minutes, seed=seed, sabotage=sabotage)
         else:
             config = DemoConfig(seed=seed, sabotage=sabotage)
+        if aws:
+            config = config.for_aws()
         if root is None:
             base = Path.cwd() / ".recloop" / "demo"
             base.mkdir(parents=True, exist_ok=True)
@@ -140,7 +156,8 @@ def demo(
             raise ConfigError(f"{root} is not empty: the demo needs a fresh folder")
         root = root.resolve()  # the backends take file:// URIs, which must be absolute
         console.print(
-            f"recloop demo in {root} ({'quick' if quick else f'{config.budget:.0f} s max'})"
+            f"recloop demo{' --aws' if aws else ''} in {root} "
+            f"({'quick' if quick else f'{config.budget:.0f} s max'})"
         )
         # Library warnings (a degraded answer, a slow poll) would tear the live view; the level
         # is restored afterwards, so a caller in the same process keeps its logging.
@@ -149,7 +166,7 @@ def demo(
         library_log.setLevel(logging.ERROR)
         try:
             with Live(console=console, refresh_per_second=4, transient=False) as live:
-                result = run_demo(config, root, lambda status: live.update(_render(status)))
+                result = run_demo(config, root, lambda status: live.update(_render(status)), aws)
         finally:
             library_log.setLevel(level)
     console.print(_verdict(result))

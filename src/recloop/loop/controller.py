@@ -37,16 +37,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import orjson
 
 from recloop.config import Settings
-from recloop.errors import NotFoundError, RecloopError
+from recloop.errors import ConfigError, NotFoundError, RecloopError
 from recloop.lake import Lake
 from recloop.lake.store import ObjectStore, store_from_uri
 from recloop.loop.guard import GUARD, GuardConfig, Verdict, guard_counts, judge
@@ -94,8 +95,28 @@ class LoopConfig:
     # A job's end is decided under a short lease of its own (two deliveries at once).
     finish_timeout: timedelta = timedelta(minutes=15)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (times in seconds); `from_dict` reads it back."""
+        return _plain(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoopConfig:
+        """A configuration from `to_dict`'s shape; missing keys keep their defaults."""
+        try:
+            return _build(cls, data)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, RecloopError) as exc:
+            raise ConfigError(f"loop configuration: {exc}") from exc
+
     @classmethod
     def from_settings(cls, settings: Settings) -> LoopConfig:
+        if settings.loop_config:
+            try:
+                data = orjson.loads(settings.loop_config)
+            except orjson.JSONDecodeError as exc:
+                raise ConfigError(f"RECLOOP_LOOP_CONFIG is not JSON: {exc}") from exc
+            if not isinstance(data, dict):
+                raise ConfigError("RECLOOP_LOOP_CONFIG must be a JSON object")
+            return cls.from_dict(data)
         monitor = MonitorConfig.from_settings(settings)
         holdout = timedelta(days=settings.train_holdout_days)
         validation = timedelta(days=settings.train_validation_days)
@@ -229,16 +250,7 @@ class RetrainLoop:
         hold = self._retrain_blocked(now, report, evidence)
         if hold is not None:
             detail, extra = hold
-            result.decisions.append(
-                self.decisions.record(
-                    Action.HOLD,
-                    triggers[0].detector,
-                    model_version=champion.version,
-                    evidence={**evidence, **extra},
-                    detail=detail,
-                    at=now,
-                )
-            )
+            self._hold(result, triggers[0].detector, detail, {**evidence, **extra}, champion)
             return
         self._retrain(result, triggers[0].detector, champion, evidence)
 
@@ -299,6 +311,31 @@ class RetrainLoop:
             return "retrain due but the event stream is silent", {"silent_stream": silent.to_dict()}
         return None
 
+    def _hold(
+        self,
+        result: StepResult,
+        trigger: str,
+        detail: str,
+        evidence: dict[str, Any],
+        champion: ModelVersion | None,
+    ) -> None:
+        """Record why a due retrain waits; a job still running is said once, not every pass."""
+        running = (evidence.get("running") or {}).get("holder")
+        last = self._last(Action.HOLD)
+        if running and last and (last.evidence.get("running") or {}).get("holder") == running:
+            return
+        result.decisions.append(
+            self.decisions.record(
+                Action.HOLD,
+                trigger,
+                model_version=champion.version if champion else None,
+                previous_version=champion.version if champion else None,
+                evidence=evidence,
+                detail=detail,
+                at=result.now,
+            )
+        )
+
     # ---- retrain: lease, decision, job -------------------------------------------------------
 
     def _retrain(
@@ -316,16 +353,8 @@ class RetrainLoop:
         )
         if token is None:
             running = self.retrain_lease.holder(now)
-            result.decisions.append(
-                self.decisions.record(
-                    Action.HOLD,
-                    trigger,
-                    previous_version=previous,
-                    evidence={**evidence, "running": running.to_dict() if running else None},
-                    detail=_still_running(running),
-                    at=now,
-                )
-            )
+            extra = {"running": running.to_dict() if running else None}
+            self._hold(result, trigger, _still_running(running), {**evidence, **extra}, champion)
             return
         number = len(self.decisions.list(actions=[Action.RETRAIN])) + 1
         spec = self._train_spec_for(number)
@@ -576,6 +605,46 @@ class RetrainLoop:
                 np.asarray(bundle.user_ids).astype(str),
             )
         return self._known[version]
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts, timedeltas as seconds, tuples as lists (JSON data)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    """The inverse of `_plain` for one dataclass, by its type hints."""
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown keys {unknown} for {cls.__name__}; known: {sorted(known)}")
+    values: dict[str, Any] = {}
+    for name, raw in data.items():
+        hint = hints[name]
+        if get_origin(hint) in (Union, UnionType):  # X | None
+            if raw is None:
+                values[name] = None
+                continue
+            options = [arg for arg in get_args(hint) if arg is not type(None)]
+            hint = options[0] if len(options) == 1 else hint
+        if hint is timedelta:
+            values[name] = timedelta(seconds=float(raw))
+        elif isinstance(hint, type) and is_dataclass(hint):
+            values[name] = _build(hint, dict(raw))
+        elif get_origin(hint) is tuple:
+            values[name] = tuple(raw)
+        else:
+            values[name] = raw
+    return cls(**values)
 
 
 def _still_running(running: LeaseToken | None) -> str:

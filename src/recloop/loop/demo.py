@@ -25,12 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from recloop.config import Settings
 from recloop.ingest import Ingestor
 from recloop.lake import Lake
-from recloop.loop.controller import LoopConfig, RetrainLoop, StepResult
+from recloop.loop.controller import LoopConfig, RetrainLoop
 from recloop.loop.errors import LoopError
 from recloop.loop.guard import GuardConfig
 from recloop.loop.server import ApiServer
@@ -39,7 +39,7 @@ from recloop.loop.training import TrainSpec
 from recloop.monitoring import ENGAGEMENT_DROP, SILENT_STREAM, Engagement, MonitorConfig
 from recloop.monitoring.decisions import Action, Decision, DecisionLog
 from recloop.monitoring.service_metrics import ServiceMetricsLog, SnapshotRecorder
-from recloop.registry import registry_from_uri
+from recloop.registry import ModelRegistry, registry_from_uri
 from recloop.registry.gate import GateConfig
 from recloop.sim import World, WorldConfig
 from recloop.training.dataset import DatasetConfig
@@ -133,6 +133,27 @@ class DemoConfig:
             budget=minutes * 60.0,
         )
         return replace(base, **overrides)
+
+    def for_aws(self) -> DemoConfig:
+        """The same story on the AWS wiring (`recloop demo --aws`): every step crosses a
+        schedule, a poller, an API and a process, and a lake read is an S3 request, so the clock
+        is compressed half as much (windows twice as long in wall time) and the first model's
+        training job and the serving start get a minute of their own. Capped at 8.5 minutes."""
+        scaled = self.scaled(2.0)
+        return replace(scaled, budget=min(scaled.budget + 60.0, 510.0))
+
+    def scaled(self, factor: float) -> DemoConfig:
+        """Every wall-clock length times `factor` (the world runs `factor` times slower)."""
+        lengths = (
+            "pre_shift", "budget", "after_recovery", "recovery_window", "current", "baseline",
+            "attribution", "silence", "max_model_age", "guard_window", "cooldown",
+            "retrain_window", "holdout", "half_life",
+        )  # fmt: skip
+        return replace(
+            self,
+            speed=self.speed / factor,
+            **{name: getattr(self, name) * factor for name in lengths},
+        )
 
     def monitor(self) -> MonitorConfig:
         return MonitorConfig(
@@ -229,6 +250,8 @@ class DemoResult:
     root: str
     dashboard: str | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    failed_requests: int = 0
+    site: dict[str, Any] = field(default_factory=dict)
 
     @property
     def recovery_ratio(self) -> float:
@@ -254,6 +277,13 @@ class DemoResult:
             "seconds": round(self.seconds, 1),
             "root": self.root,
             "dashboard": self.dashboard,
+            "failed_requests": self.failed_requests,
+            "rollback_evidence": [
+                {k: d[k] for k in ("at", "model_version", "previous_version", "detail", "evidence")}
+                for d in self.decisions
+                if d["action"] == "rollback"
+            ],
+            **self.site,
         }
 
 
@@ -302,6 +332,123 @@ def _item_features(
     return out
 
 
+class Site(Protocol):
+    """Where the demo's loop runs: embedded backends here, AWS APIs in recloop.harness.site.
+
+    The demo drives the world and the simulated users; the site ingests, runs the loop's
+    passes, serves the API, and says what was decided.
+    """
+
+    lake: Lake
+    registry: ModelRegistry
+    decisions: DecisionLog
+    features_uri: str
+    service_metrics_uri: str
+
+    def ingest_history(self, records: list[dict[str, Any]], end: datetime) -> None:
+        """The world's history (tracker records up to `end`) through the ingest path."""
+        ...
+
+    def step(self, now: datetime) -> list[Decision]:
+        """One loop pass at `now`; every decision taken since the last call, oldest first."""
+        ...
+
+    def start_api(self) -> str:
+        """Serve the champion; the API's base URL."""
+        ...
+
+    def stop_api(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def summary(self) -> dict[str, Any]:
+        """What the site adds to the demo's --json outcome."""
+        ...
+
+
+class EmbeddedSite:
+    """The loop in this process on file:// lake and registry, the API on loopback."""
+
+    def __init__(self, config: DemoConfig, root: Path) -> None:
+        self.config = config
+        self.root = root
+        self.settings = demo_settings(root, config)
+        self.lake = Lake.from_uri(self.settings.lake_uri)
+        self.registry: ModelRegistry = registry_from_uri(self.settings.registry_uri)
+        self.decisions = DecisionLog.from_settings(self.settings)
+        self.features_uri = self.settings.features_uri
+        self.service_metrics_uri = self.settings.monitor_service_metrics_uri
+        self.loop: RetrainLoop | None = None
+        self._server: ApiServer | None = None
+        self._runtime: Any = None
+
+    def ingest_history(self, records: list[dict[str, Any]], end: datetime) -> None:
+        from recloop.serving.features import features_from_uri
+
+        features = features_from_uri(self.features_uri, timeout_ms=1000)
+        try:
+            Ingestor(self.lake, self.settings, history_sink=features).ingest_events(
+                records, batch_id="demo-history"
+            )
+        finally:
+            features.close()
+        cfg = self.config
+        history_wall = cfg.history_days * DAY / cfg.speed
+        self.loop = self._loop(history_wall)
+
+    def _loop(self, history_wall: float) -> RetrainLoop:
+        cfg = self.config
+        spec = cfg.loop_config().train
+        first = cfg.train_spec(history_wall, history_wall / cfg.history_days, cfg.params)
+
+        def spec_for(number: int) -> TrainSpec:
+            if number == 1:
+                return first
+            # Sabotaged challengers until one has been promoted and rolled back.
+            if cfg.sabotage and not self.decisions.list(actions=[Action.ROLLBACK]):
+                return replace(spec, params={**cfg.sabotage_params, "random_state": cfg.seed})
+            return spec
+
+        return RetrainLoop(
+            self.lake,
+            self.registry,
+            self.decisions,
+            cfg.loop_config(),
+            cache_dir=self.root / "loop-cache",
+            train_spec_for=spec_for,
+        )
+
+    def step(self, now: datetime) -> list[Decision]:
+        assert self.loop is not None, "ingest_history first"
+        return self.loop.step(now).decisions
+
+    def start_api(self) -> str:
+        from recloop.serving.app import create_app
+        from recloop.serving.features import features_from_uri
+        from recloop.serving.runtime import build_runtime
+        from recloop.serving.sinks import LakeEventSink
+
+        settings = self.settings
+        features = features_from_uri(settings.features_uri, settings.backend_timeout_ms)
+        ingestor = Ingestor(self.lake, settings, history_sink=features)
+        # Batches of up to two seconds keep the lake's objects few; the default lingers 50 ms.
+        sink = LakeEventSink(ingestor, max_queue=50_000, batch_size=20_000, linger_s=2.0)
+        self._runtime = build_runtime(settings, features=features, sink=sink)
+        self._server = ApiServer(create_app(settings, self._runtime)).start()
+        return self._server.url
+
+    def stop_api(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def close(self) -> None:
+        self.stop_api()
+
+    def summary(self) -> dict[str, Any]:
+        return {"backend": "embedded"}
+
+
 class Demo:
     """One run of the demo (see the module docstring); `run()` returns its DemoResult."""
 
@@ -310,25 +457,31 @@ class Demo:
         config: DemoConfig,
         root: Path,
         on_status: Callable[[DemoStatus], None] | None = None,
+        site: Site | None = None,
     ) -> None:
         self.config = config
         self.root = Path(root)
         self.on_status = on_status or (lambda status: None)
-        self.settings = demo_settings(self.root, config)
-        self.lake = Lake.from_uri(self.settings.lake_uri)
-        self.registry = registry_from_uri(self.settings.registry_uri)
-        self.decisions = DecisionLog.from_settings(self.settings)
-        self._metrics = ServiceMetricsLog(self.settings.monitor_service_metrics_uri)
+        self.site: Site = site if site is not None else EmbeddedSite(config, self.root)
+        self.lake = self.site.lake
+        self.registry = self.site.registry
+        self.decisions = self.site.decisions
+        self._metrics = ServiceMetricsLog(self.site.service_metrics_uri)
         self.phase = "setup"
         self.started = time.monotonic()
         self.stats = TrafficStats()
         self._seen: list[Decision] = []
-        self._rolled_back = False
         self._promoted_at: dict[str, datetime] = {}
 
     # ---- the run ----------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
+        try:
+            return self._run()
+        finally:
+            self.site.close()
+
+    def _run(self) -> DemoResult:
         cfg = self.config
         wall0 = datetime.now(UTC).replace(microsecond=0)
         timeline = Timeline(wall0, wall0, cfg.speed)
@@ -348,64 +501,34 @@ class Demo:
         )
         from recloop.serving.features import features_from_uri
 
-        features = features_from_uri(self.settings.features_uri, timeout_ms=1000)
-        features.upsert_items(_item_features(world, timeline))
+        features = features_from_uri(self.site.features_uri, timeout_ms=1000)
+        try:
+            features.upsert_items(_item_features(world, timeline))
+        finally:
+            features.close()
         self._status("ingesting history")
         history = retimed_records(world, world.start, wall0, timeline)
-        Ingestor(self.lake, self.settings, history_sink=features).ingest_events(
-            history, batch_id="demo-history"
-        )
-        features.close()
-        history_wall = cfg.history_days * DAY / cfg.speed
-        loop = self._loop(history_wall)
+        self.site.ingest_history(history, wall0)
         self._status("training the first model")
-        first = loop.step(datetime.now(UTC))
+        # The first pass is the one due when the history ends (a late delivery is still that
+        # pass: "now" is the scheduled time).
+        first = self.site.step(wall0)
+        self._seen.extend(first)
+        deadline = time.monotonic() + max(cfg.budget / 2, 60.0)
+        while self.registry.champion() is None and time.monotonic() < deadline:
+            time.sleep(1.0)  # a training job elsewhere: its end promotes the first model
+            self._seen.extend(self.site.step(datetime.now(UTC)))
+            self._status("training the first model")
         if self.registry.champion() is None:
-            raise LoopError(
-                f"the first model was not approved: {[d.detail for d in first.decisions]}"
-            )
-        return self._live(world, timeline, loop)
+            raise LoopError(f"the first model was not approved: {[d.detail for d in self._seen]}")
+        return self._live(world, timeline)
 
-    def _loop(self, history_wall: float) -> RetrainLoop:
+    def _live(self, world: World, timeline: Timeline) -> DemoResult:
         cfg = self.config
-        spec = cfg.loop_config().train
-        first = cfg.train_spec(history_wall, history_wall / cfg.history_days, cfg.params)
-        sabotaged = replace(spec, params={**cfg.sabotage_params, "random_state": cfg.seed})
-
-        def spec_for(number: int) -> TrainSpec:
-            if number == 1:
-                return first
-            # Sabotaged challengers until one has been promoted and rolled back.
-            if cfg.sabotage and not self._rolled_back:
-                return sabotaged
-            return spec
-
-        return RetrainLoop(
-            self.lake,
-            self.registry,
-            self.decisions,
-            cfg.loop_config(),
-            cache_dir=self.root / "loop-cache",
-            train_spec_for=spec_for,
-        )
-
-    def _live(self, world: World, timeline: Timeline, loop: RetrainLoop) -> DemoResult:
-        from recloop.serving.app import create_app
-        from recloop.serving.features import features_from_uri
-        from recloop.serving.runtime import build_runtime
-        from recloop.serving.sinks import LakeEventSink
-
-        cfg = self.config
-        settings = self.settings
-        features = features_from_uri(settings.features_uri, settings.backend_timeout_ms)
-        ingestor = Ingestor(self.lake, settings, history_sink=features)
-        # Batches of up to two seconds keep the lake's objects few; the default sink lingers 50 ms.
-        sink = LakeEventSink(ingestor, max_queue=50_000, batch_size=20_000, linger_s=2.0)
-        runtime = build_runtime(settings, features=features, sink=sink)
-        server = ApiServer(create_app(settings, runtime)).start()
+        url = self.site.start_api()
         driver = TrafficDriver(
             world,
-            server.url,
+            url,
             timeline,
             requests_per_second=cfg.requests_per_second,
             k=cfg.k,
@@ -418,14 +541,16 @@ class Demo:
         try:
             marks["traffic"] = datetime.now(UTC)
             driver.start()
-            self._run_phases(world, timeline, loop, driver, marks)
+            self._run_phases(world, timeline, driver, marks)
         finally:
             driver.stop()
             marks["stopped"] = datetime.now(UTC)
-            server.stop()
+            self.site.stop_api()
         self._status("waiting for the silent-stream alarm")
-        silent = self._await_silence(loop, marks["stopped"])
+        silent = self._await_silence(marks["stopped"])
         result = self._result(marks, silent)
+        result.site = self.site.summary()
+        result.failed_requests = driver.stats.errors
         self._status("writing the dashboard")
         result.dashboard = self.write_dashboard(marks["traffic"], datetime.now(UTC))
         return result
@@ -434,7 +559,7 @@ class Demo:
         """The monitoring dashboard over the live phase, as root/dashboard.html."""
         from recloop.monitoring.dashboard import collect_dashboard, render_dashboard
 
-        metrics = ServiceMetricsLog(self.settings.monitor_service_metrics_uri)
+        metrics = ServiceMetricsLog(self.site.service_metrics_uri)
         # Minutes of compressed time: buckets of seconds, not the default minutes.
         freq = "5s" if (end - start).total_seconds() < 150 else "10s"
         data = collect_dashboard(
@@ -457,7 +582,6 @@ class Demo:
         self,
         world: World,
         timeline: Timeline,
-        loop: RetrainLoop,
         driver: TrafficDriver,
         marks: dict[str, datetime],
     ) -> None:
@@ -480,9 +604,9 @@ class Demo:
 
                 driver.at_next_tick(shift)
             if time.monotonic() >= next_step:
-                step = loop.step(datetime.now(UTC))
+                decided = self.site.step(datetime.now(UTC))
                 next_step = time.monotonic() + cfg.loop_interval
-                self._after_step(step, marks)
+                self._after_step(decided, marks)
                 self._snapshot(driver)
             recovered = marks.get("recovered")
             if recovered is not None and (now - recovered).total_seconds() >= cfg.after_recovery:
@@ -501,14 +625,14 @@ class Demo:
         """New content reaches the feature store (the catalogue feed)."""
         from recloop.serving.features import features_from_uri
 
-        store = features_from_uri(self.settings.features_uri, timeout_ms=1000)
+        store = features_from_uri(self.site.features_uri, timeout_ms=1000)
         try:
             store.upsert_items(_item_features(world, timeline, item_ids))
         finally:
             store.close()
 
-    def _after_step(self, step: StepResult, marks: dict[str, datetime]) -> None:
-        for decision in step.decisions:
+    def _after_step(self, decided: list[Decision], marks: dict[str, datetime]) -> None:
+        for decision in decided:
             self._seen.append(decision)
             if decision.action is Action.ALARM and decision.trigger == ENGAGEMENT_DROP:
                 marks.setdefault("drop", decision.at)
@@ -521,7 +645,6 @@ class Demo:
                 self.phase = f"v{decision.model_version} rejected by the gate"
             elif decision.action is Action.ROLLBACK:
                 marks.setdefault("rolled_back", decision.at)
-                self._rolled_back = True
                 self.phase = (
                     f"v{decision.model_version} rolled back to v{decision.previous_version}"
                 )
@@ -534,15 +657,15 @@ class Demo:
                     )
                 self.phase = f"v{decision.model_version} passed its guard window"
 
-    def _await_silence(self, loop: RetrainLoop, stopped: datetime) -> float | None:
+    def _await_silence(self, stopped: datetime) -> float | None:
         """Seconds from the traffic stop to the silent-stream alarm (None: it never came)."""
         cfg = self.config
         deadline = time.monotonic() + cfg.silence * 3 + 5
         time.sleep(cfg.silence)
         while time.monotonic() < deadline:
-            report = loop.step(datetime.now(UTC))
-            self._seen.extend(report.decisions)
-            for d in report.decisions:
+            decided = self.site.step(datetime.now(UTC))
+            self._seen.extend(decided)
+            for d in decided:
                 if d.action is Action.ALARM and d.trigger == SILENT_STREAM:
                     return (d.at - stopped).total_seconds()
             time.sleep(cfg.loop_interval)
@@ -615,7 +738,10 @@ class Demo:
 
 
 def run_demo(
-    config: DemoConfig, root: Path, on_status: Callable[[DemoStatus], None] | None = None
+    config: DemoConfig,
+    root: Path,
+    on_status: Callable[[DemoStatus], None] | None = None,
+    site: Site | None = None,
 ) -> DemoResult:
-    """Run the demo under `root` (a fresh folder) and return its result."""
-    return Demo(config, root, on_status).run()
+    """Run the demo under `root` (a fresh folder) on `site` (default: embedded backends)."""
+    return Demo(config, root, on_status, site).run()

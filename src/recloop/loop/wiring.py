@@ -15,6 +15,8 @@ from typing import Any
 from recloop.config import Settings
 from recloop.errors import ConfigError
 from recloop.lake import Lake
+from recloop.lake.store import store_from_uri
+from recloop.loop.cache import CachedStore
 from recloop.loop.controller import LoopConfig, RetrainLoop
 from recloop.loop.training import InProcessTrainer, SageMakerTrainer, Trainer
 from recloop.monitoring.decisions import DecisionLog
@@ -33,7 +35,8 @@ def build_loop(
     """The controller on the settings' lake, registry and decision log, with its trainer."""
     from recloop.registry import registry_from_uri
 
-    lake = Lake.from_uri(settings.lake_uri, s3_client=s3_client)
+    # A pass re-reads the same recent, immutable lake objects: kept for the process's life.
+    lake = Lake(CachedStore(store_from_uri(settings.lake_uri, s3_client=s3_client)))
     registry = registry_from_uri(
         settings.registry_uri,
         s3_client=s3_client,

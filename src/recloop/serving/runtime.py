@@ -375,7 +375,10 @@ def build_runtime(settings: Settings, **overrides: Any) -> Runtime:
     if registry == "default":
         from recloop.registry import registry_from_uri
 
-        registry = registry_from_uri(settings.registry_uri)
+        # The serving task's sagemaker:// registry keeps its bundles at the artifacts URI.
+        registry = registry_from_uri(
+            settings.registry_uri, artifacts_uri=settings.registry_artifacts_uri or None
+        )
     sink = overrides.pop("sink", None) or sink_from_uri(settings, features)
     return Runtime(
         settings=settings,

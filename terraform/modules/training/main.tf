@@ -322,6 +322,14 @@ data "aws_iam_policy_document" "monitor" {
   }
 
   statement {
+    # why: the guard window runs in the monitor; a rollback rejects the new champion (and
+    # re-approves the previous one if it was rejected meanwhile): recloop.loop.controller
+    sid       = "RollBackAChampion"
+    actions   = ["sagemaker:UpdateModelPackage"]
+    resources = ["arn:aws:sagemaker:${local.region}:${local.account_id}:model-package/${aws_sagemaker_model_package_group.this.model_package_group_name}/*"]
+  }
+
+  statement {
     sid       = "PassTheTrainingRole"
     actions   = ["iam:PassRole"]
     resources = [aws_iam_role.sagemaker.arn]
