@@ -21,6 +21,7 @@ from recloop.cli import app
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # about 3 minutes on 2 busy cores; the suite's default is 5
 def test_the_quick_aws_demo_closes_the_loop_on_the_production_wiring(tmp_path: Path) -> None:
     root = tmp_path / "demo"
 

@@ -76,6 +76,7 @@ class AwsSite:
                 "features": features_uri,  # no DocumentDB runs here
                 "candidates": "inprocess://",  # no Elasticsearch either
                 "visitor_key": f"recloop-demo-{uuid.uuid4().hex}",
+                "origin": uuid.uuid4().hex,  # CloudFront's origin header (serving.origin)
             }
         )
         s3, sagemaker = self.aws.client("s3"), self.aws.client("sagemaker")
@@ -134,6 +135,8 @@ class AwsSite:
             hyperparameters=self._sabotage if config.sabotage else None,
         ).start()
         self._started.append(self.jobs)
+        # The simulated users come in as CloudFront forwards requests: with its origin header.
+        self.headers = {"X-Origin-Verify": self.aws.secret_value(r.origin_secret_arn)}
         self._server: subprocess.Popen[bytes] | None = None
         self._server_log: IO[bytes] | None = None
         self._base = base
@@ -221,7 +224,8 @@ class AwsSite:
             if self._server.poll() is not None:
                 raise RecloopError(f"recloop serve exited ({self._server.returncode}): see logs")
             try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                ready = httpx.get(f"{url}/readyz", timeout=2, headers=self.headers)
+                if ready.status_code == 200:
                     return url
             except httpx.HTTPError:
                 pass

@@ -42,6 +42,7 @@ class Resources:
     features_secret_arn: str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:features"
     candidates_secret_arn: str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:cands"
     visitor_key_secret_arn: str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:key"
+    origin_secret_arn: str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:origin"
     training_image_tag: str = "demo"
     training_instance_type: str = "ml.m5.xlarge"
     web_concurrency: int = 2
@@ -75,6 +76,7 @@ class Resources:
             "var.features_secret_arn": self.features_secret_arn,
             "var.candidates_secret_arn": self.candidates_secret_arn,
             "var.visitor_key_secret_arn": self.visitor_key_secret_arn,
+            "aws_secretsmanager_secret.origin.arn": self.origin_secret_arn,
             "var.metrics_namespace": self.metrics_namespace,
             "var.registry_artifacts_uri": self.registry_artifacts_uri,
             "var.training_instance_type": self.training_instance_type,
@@ -142,6 +144,7 @@ def serving_secrets(r: Resources) -> dict[str, str]:
         "RECLOOP_FEATURES_URI": r.features_secret_arn,
         "RECLOOP_CANDIDATES_URI": r.candidates_secret_arn,
         "RECLOOP_VISITOR_KEY": r.visitor_key_secret_arn,
+        "RECLOOP_ORIGIN_SECRET": r.origin_secret_arn,
     }
 
 

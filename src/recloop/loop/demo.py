@@ -344,6 +344,7 @@ class Site(Protocol):
     decisions: DecisionLog
     features_uri: str
     service_metrics_uri: str
+    headers: dict[str, str]  # what every request to the API carries (CloudFront's, on AWS)
 
     def ingest_history(self, records: list[dict[str, Any]], end: datetime) -> None:
         """The world's history (tracker records up to `end`) through the ingest path."""
@@ -378,6 +379,7 @@ class EmbeddedSite:
         self.decisions = DecisionLog.from_settings(self.settings)
         self.features_uri = self.settings.features_uri
         self.service_metrics_uri = self.settings.monitor_service_metrics_uri
+        self.headers: dict[str, str] = {}
         self.loop: RetrainLoop | None = None
         self._server: ApiServer | None = None
         self._runtime: Any = None
@@ -534,6 +536,7 @@ class Demo:
             k=cfg.k,
             seed=cfg.seed,
             recorder=SnapshotRecorder(instance="simulated-users"),
+            headers=self.site.headers,
         )
 
         self.stats = driver.stats

@@ -139,6 +139,7 @@ class TrafficDriver:
         workers: int = 4,
         user_ids: list[str] | None = None,
         recorder: SnapshotRecorder | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.world = world
         self.timeline = timeline
@@ -150,7 +151,8 @@ class TrafficDriver:
         self.stats = TrafficStats()
         # Client-side latency and status of every call, for the dashboard's service charts.
         self.recorder = recorder
-        self._client = httpx.Client(base_url=base_url, timeout=10.0)
+        # `headers`: what the path in front of the API adds (CloudFront's origin header on AWS).
+        self._client = httpx.Client(base_url=base_url, timeout=10.0, headers=headers)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="sim-user")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
