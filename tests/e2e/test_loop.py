@@ -301,6 +301,7 @@ def test_loop_once_runs_one_pass_and_history_lists_its_decisions(
     # The loop runs `recloop train`'s search: every family, one configuration each here.
     monkeypatch.setenv("RECLOOP_TRAIN_VALIDATION_DAYS", "0.5")
     monkeypatch.setenv("RECLOOP_TRAIN_SEARCH_BUDGET", "1")
+    monkeypatch.setenv("RECLOOP_TRAIN_MIN_HOLDOUT_USERS", "20")  # a small world
     monkeypatch.setenv("RECLOOP_GATE_BOOTSTRAP_SAMPLES", "200")
     get_settings.cache_clear()
 

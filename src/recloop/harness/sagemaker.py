@@ -4,7 +4,8 @@ moto records a training job (and reports it Completed at once) but runs nothing.
 polls ListTrainingJobs for jobs it has not run and runs each as SageMaker runs a
 bring-your-own container: /opt/ml/input/config/hyperparameters.json (the job's
 HyperParameters), inputdataconfig.json and resourceconfig.json; each S3 channel copied into
-/opt/ml/input/data/<channel> (File mode); SM_* variables and TRAINING_JOB_NAME; then the
+/opt/ml/input/data/<channel> (File mode; an S3Prefix's objects, or a ManifestFile's keys under
+its prefix); SM_* variables and TRAINING_JOB_NAME; then the
 image's `train` program (training/train), in its own process with the job's environment. It
 uploads /opt/ml/model as model.tar.gz and /opt/ml/output/data as output.tar.gz where the job's
 ModelArtifacts say, and sends the "SageMaker Training Job State Change" event (Completed, or
@@ -151,8 +152,24 @@ class TrainingJobRunner:
             json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
         )
         for channel in channels:
-            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-            self._download(uri, root / "input" / "data" / channel["ChannelName"])
+            source = channel["DataSource"]["S3DataSource"]
+            dest = root / "input" / "data" / channel["ChannelName"]
+            if source.get("S3DataType") == "ManifestFile":
+                self._download_manifest(source["S3Uri"], dest)
+            else:
+                self._download(source["S3Uri"], dest)
+
+    def _download_manifest(self, uri: str, dest: Path) -> None:
+        """A ManifestFile channel: [{"prefix": "s3://b/p/"}, "key", ...], each key copied to
+        <channel>/<key>."""
+        parsed = urlparse(uri)
+        body = self.s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+        head, *keys = json.loads(body.read())
+        prefix = urlparse(head["prefix"])
+        for key in keys:
+            target = dest / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(prefix.netloc, prefix.path.lstrip("/") + key, str(target))
 
     def _download(self, uri: str, dest: Path) -> None:
         parsed = urlparse(uri)

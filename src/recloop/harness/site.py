@@ -196,6 +196,7 @@ class AwsSite:
         port = free_port()
         # ECS injects the task definition's secrets as values.
         secrets = {k: self.aws.secret_value(arn) for k, arn in tf.serving_secrets(r).items()}
+        guard_minutes = (self.config.guard_window + self.config.attribution) / 60.0
         env = (
             self._base
             | tf.serving_env(r)
@@ -206,6 +207,9 @@ class AwsSite:
                     self.root / "metrics" / "api.jsonl"
                 ).as_uri(),
                 "RECLOOP_WATCH_INTERVAL_SECONDS": "0.5",
+                # The guard's held-back arm on the demo's clock (as the embedded demo's).
+                "RECLOOP_GUARD_WINDOW_MINUTES": str(guard_minutes),
+                "RECLOOP_GUARD_HOLDBACK_SHARE": str(self.config.holdback_share),
                 "RECLOOP_BACKEND_TIMEOUT_MS": "1000",
             }
         )

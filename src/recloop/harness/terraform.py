@@ -22,6 +22,8 @@ DEMO_OVERRIDES = {
     "RECLOOP_MONITOR_SERVICE_METRICS_URI": "same: a file under the demo's root",
     "RECLOOP_LOOP_CONFIG": "the compressed clock: windows of seconds instead of hours",
     "RECLOOP_WATCH_INTERVAL_SECONDS": "the compressed clock: serving polls the registry often",
+    "RECLOOP_GUARD_WINDOW_MINUTES": "the compressed clock: how long serving holds back an arm",
+    "RECLOOP_GUARD_HOLDBACK_SHARE": "the demo's small traffic: half the users per arm",
     "RECLOOP_BACKEND_TIMEOUT_MS": "SQLite on a busy shared machine: a second per lookup",
     "AWS_ENDPOINT_URL": "every client talks to the moto server on 127.0.0.1",
 }
