@@ -329,28 +329,33 @@ def _experiment_arn_patterns(group: str) -> dict[str, list[str]]:
 @pytest.mark.parametrize("env", ["dev", "prod"])
 def test_no_concurrency_is_reserved_under_a_new_accounts_quota(env: str) -> None:
     """Lambda keeps 100 executions unreserved; a new account's quota is 10, so any reservation
-    fails the apply. The envs reserve only when the declared quota leaves room for all of it."""
+    fails the apply. Every function in every module reserves only when the env says the quota
+    allows it, and the env's arithmetic counts every function that reserves."""
     config = load(ENVS / env)
-    quota = config.labelled("variable")["lambda_concurrency_quota"]
-    assert quota["default"] == 10
-    text = config.text()
-    assert (
-        "reserve_lambda_concurrency  = var.lambda_concurrency_quota - "
-        "local.weblog_reserved_concurrency - 2 >= 100"
-    ) in text
-    reserved = 50 + 1 + 1
-    assert config.locals()["weblog_reserved_concurrency"] == 50
+    assert config.labelled("variable")["lambda_concurrency_quota"]["default"] == 10
+    locals_ = config.locals()
+    assert locals_["reserve_lambda_concurrency"] == (
+        "${var.lambda_concurrency_quota - local.weblog_reserved_concurrency"
+        " - local.single_reserved_functions >= 100}"
+    )
+    singles = 0
+    for module in sorted(p for p in MODULES.iterdir() if p.is_dir()):
+        for rtype, name, body in load(module).all_resources():
+            if rtype != "aws_lambda_function" or "reserved_concurrent_executions" not in body:
+                continue
+            value = str(body["reserved_concurrent_executions"])
+            assert value.startswith("${var.reserve"), (module.name, name, value)
+            singles += value == "${var.reserve_concurrency ? 1 : null}"
+    assert locals_["single_reserved_functions"] == singles
+    reserved = locals_["weblog_reserved_concurrency"] + singles
     assert 10 - reserved < 100 <= 1000 - reserved  # off at 10, on after a raise to 1000
     modules = config.labelled("module")
     assert modules["ingest"]["reserved_concurrency"] == (
         "${local.reserve_lambda_concurrency ? local.weblog_reserved_concurrency : null}"
     )
-    assert modules["training"]["reserve_concurrency"] == "${local.reserve_lambda_concurrency}"
-    for module in ("ingest", "training"):
-        for rtype, name, body in load(MODULES / module).all_resources():
-            if rtype == "aws_lambda_function":
-                value = str(body.get("reserved_concurrent_executions", "null"))
-                assert value.startswith("${var.reserve"), (module, name, value)
+    for name, args in modules.items():
+        if "reserve_concurrency" in load(MODULES / name).labelled("variable"):
+            assert args.get("reserve_concurrency") == "${local.reserve_lambda_concurrency}", name
 
 
 # --- credentials: by reference, never as values -------------------------------------------

@@ -10,12 +10,13 @@ locals {
   }
   lambda_repository = module.ingest.lambda_repository_url
 
-  # Reserved Lambda concurrency: 50 for the weblog processor, 1 each for monitor and promote.
-  # Lambda keeps 100 executions unreserved, so reserving needs a quota of at least 152; a new
-  # account has 10 and the apply would fail. Until the quota is raised (docs/deploy.md) nothing
-  # is reserved.
+  # Reserved Lambda concurrency: 50 for the weblog processor, 1 each for monitor, promote and
+  # compaction. Lambda keeps 100 executions unreserved, so reserving needs a quota of at least
+  # 153; a new account has 10 and the apply would fail. Until the quota is raised
+  # (docs/deploy.md) nothing is reserved.
   weblog_reserved_concurrency = 50
-  reserve_lambda_concurrency  = var.lambda_concurrency_quota - local.weblog_reserved_concurrency - 2 >= 100
+  single_reserved_functions   = 3
+  reserve_lambda_concurrency  = var.lambda_concurrency_quota - local.weblog_reserved_concurrency - local.single_reserved_functions >= 100
 }
 
 module "platform" {
@@ -40,6 +41,7 @@ module "datalake" {
   kms_key_arn          = module.platform.kms_key_arn
   alarm_topic_arn      = module.platform.alarm_topic_arn
   compaction_image_uri = "${local.lambda_repository}:compact-${var.image_tag}"
+  reserve_concurrency  = local.reserve_lambda_concurrency
 }
 
 module "stores" {

@@ -100,8 +100,9 @@ resource "aws_lambda_function" "compact" {
   image_uri     = var.compaction_image_uri
   memory_size   = var.compaction_memory_mb
   timeout       = 900
-  # Overlapping runs are safe but wasteful: one at a time.
-  reserved_concurrent_executions = 1
+  # Overlapping runs are safe but wasteful: one at a time, once the account's concurrency quota
+  # allows reserving (a new account's 10 does not: the apply would fail).
+  reserved_concurrent_executions = var.reserve_concurrency ? 1 : null
   kms_key_arn                    = var.kms_key_arn
 
   image_config {

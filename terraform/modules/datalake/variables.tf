@@ -107,3 +107,9 @@ variable "log_retention_in_days" {
   type        = number
   default     = 365
 }
+
+variable "reserve_concurrency" {
+  description = "Reserve one concurrent execution for the compaction Lambda. A new account's Lambda concurrency quota (10) admits no reservation (docs/deploy.md, quotas)."
+  type        = bool
+  default     = false
+}
