@@ -197,7 +197,8 @@ class Ingestor:
         try:
             self._route_unit(batch, src, unit)
         except Exception as exc:
-            log.warning("unit of record %s unprocessable: %s", batch.source_ids[src], _why(exc))
+            why = _redacted_text(_why(exc))  # logs keep no IP or query string either
+            log.warning("unit of record %s unprocessable: %s", batch.source_ids[src], why)
             text = unit.text if isinstance(unit, Candidate) else ""
             rejected = Rejected("unprocessable", _why(exc), text.encode("utf-8", "surrogatepass"))
             batch.rejected.append((src, rejected))
