@@ -134,6 +134,7 @@ def test_an_oversized_body_is_413_without_being_read_whole(world: TinyWorld) -> 
             timeout=30,
         )
         assert streamed.status_code == 413
+        assert streamed.json()["error"]["code"] == "payload_too_large"
         ok = httpx.post(f"{base}/events", json={"events": [click()]}, timeout=30)
         assert ok.status_code == 202
 

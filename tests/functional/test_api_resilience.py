@@ -311,9 +311,8 @@ def test_a_swapped_out_model_is_freed_without_the_cycle_collector(tmp_path: Path
     # objects stop costing full collections), so the old model must be freed by reference
     # counting alone: a reference cycle through it would keep every swapped-out model alive.
     import gc
-    import weakref
-
     import time
+    import weakref
 
     world = tiny_world(tmp_path / "w")
     # The guard window holds the swapped-out model back for a share of users: 0.3 s here, so
