@@ -35,7 +35,7 @@ def load(url: str, requests: int = 160, threads: int = 8) -> list[httpx.Response
     """`requests` GET /recommendations from `threads` clients at once."""
 
     def one(n: int) -> httpx.Response:
-        with httpx.Client(base_url=url, timeout=10.0) as client:
+        with httpx.Client(base_url=url, timeout=30.0) as client:
             return client.get("/recommendations", params={"user_id": USERS[n % len(USERS)]})
 
     with ThreadPoolExecutor(threads) as pool:
