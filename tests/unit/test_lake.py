@@ -155,3 +155,16 @@ def test_an_object_is_copied_into_a_file_and_a_missing_one_is_a_lake_error(
     assert target.read_bytes() == data
     with pytest.raises(LakeError):
         lake.store.copy_to("models/1/absent.npy", tmp_path / "absent.npy")
+
+
+def test_the_newest_event_comes_from_footers_or_rows_and_respects_the_window() -> None:
+    from recloop.lake.parquet import event_parquet_bytes, newest_timestamp
+
+    data = event_parquet_bytes(_events(6, START, timedelta(minutes=5)))  # 22:30 .. 22:55
+    hour = START.replace(minute=0)
+    # The footer's max lies inside the window: no rows read.
+    assert newest_timestamp(data, hour, hour + timedelta(hours=1)) == START + timedelta(minutes=25)
+    # A window ending before the footer's max: the rows decide.
+    cut = START + timedelta(minutes=12)
+    assert newest_timestamp(data, hour, cut) == START + timedelta(minutes=10)
+    assert newest_timestamp(data, START + timedelta(hours=2), START + timedelta(hours=3)) is None

@@ -28,7 +28,14 @@ from recloop.errors import LakeError
 from recloop.events import EVENT_SCHEMA, conform
 from recloop.lake.layout import HOUR, key_hour
 from recloop.lake.manifest import HourPart, day_hours, list_days, plan_day, plan_window
-from recloop.lake.parquet import event_parquet_bytes, parquet_bytes, read_parquet, row_count, sha256
+from recloop.lake.parquet import (
+    event_parquet_bytes,
+    newest_timestamp,
+    parquet_bytes,
+    read_parquet,
+    row_count,
+    sha256,
+)
 from recloop.lake.store import ObjectStore, store_from_uri
 
 QUARANTINE_SCHEMA = pa.schema(
@@ -220,20 +227,22 @@ class Lake:
     def newest_event(
         self, start: datetime | date | str | None = None, end: datetime | date | str | None = None
     ) -> datetime | None:
-        """The newest event timestamp in [start, end), reading only the newest hours."""
+        """The newest event timestamp in [start, end), from the newest hours' Parquet footers
+        (timestamp statistics), reading an object's rows only when its footer cannot tell."""
         lo, hi = as_utc(start), as_utc(end)
         listed = list_days(self.store, lo, hi).values()
         every = (h for day in reversed(listed) for h in reversed(day_hours(self.store, day)))
         for hour in (h for h in every if _hour_in(h, lo, hi)):
             hour_lo = hour if lo is None else max(hour, lo)
             hour_hi = hour + HOUR if hi is None else min(hour + HOUR, hi)
-            newest: datetime | None = None
-            for table in self.iter_events(hour_lo, hour_hi, columns=["timestamp"]):
-                if table.num_rows:
-                    top: datetime = pc.max(table.column("timestamp")).as_py()
-                    newest = top if newest is None else max(newest, top)
-            if newest is not None:
-                return newest
+            tops = [
+                top
+                for part in plan_window(self.store, hour_lo, hour_hi)
+                for key in part.keys
+                if (top := newest_timestamp(self.store.get(key), hour_lo, hour_hi)) is not None
+            ]
+            if tops:
+                return max(tops)
         return None
 
     def event_keys(
@@ -263,9 +272,10 @@ class Lake:
                 for key in part.manifests:
                     data = self.store.get(key)
                     snapshot.objects.append(ManifestEntry(key, len(data), sha256(data), 0))
-            # Ids (and their hours) kept from the part's earlier objects, when later objects
-            # need checking against them.
-            earlier: list[tuple[pa.Array, np.ndarray]] = []
+            # Ids kept from the part's earlier objects, by hour, when later objects need
+            # checking against them: a set, so an hour of thousands of raw objects costs
+            # linear time, not a growing is_in per object.
+            seen: dict[int, set[str]] = {}
             checked = len(part.keys) > part.compacted
             for index, key in enumerate(part.keys):
                 data = self.store.get(key)
@@ -275,9 +285,10 @@ class Lake:
                     snapshot.objects.append(entry)
                 table = conform(table, wanted)
                 if index >= part.compacted:  # compacted data holds each id once an hour
-                    table = _first_copies(table, _seen_in_hour(earlier, key_hour(key)))
-                if checked and index + 1 < len(part.keys):
-                    earlier.append((table.column("event_id").combine_chunks(), _hours(table)))
+                    hour = int(key_hour(key).timestamp()) // 3600  # a raw object: one hour
+                    table = _first_copies(table, seen.setdefault(hour, set()))
+                elif checked:
+                    _remember(table, seen)
                 table = _in_window(table, lo, hi)
                 yield table if columns is None else table.select(columns)
 
@@ -381,25 +392,23 @@ def _hours(table: pa.Table) -> np.ndarray:
     return np.asarray(ms // 3_600_000, dtype=np.int64)
 
 
-def _seen_in_hour(earlier: list[tuple[pa.Array, np.ndarray]], hour: datetime) -> list[pa.Array]:
-    """The ids read earlier in the hour starting at `hour` (a rolled-up day holds 24 hours)."""
-    wanted = int(hour.timestamp()) // 3600
-    return [ids.filter(pa.array(hours == wanted)) for ids, hours in earlier]
+def _remember(table: pa.Table, seen: dict[int, set[str]]) -> None:
+    """Add a compacted object's ids to `seen`, by hour (a rolled-up day holds 24)."""
+    ids = table.column("event_id").to_pylist()
+    for hour, event_id in zip(_hours(table).tolist(), ids, strict=True):
+        seen.setdefault(hour, set()).add(event_id)
 
 
-def _first_copies(table: pa.Table, earlier: list[pa.Array]) -> pa.Table:
-    """The rows whose event id is new: not earlier in this table, nor in `earlier`."""
-    ids = table.column("event_id").combine_chunks()
-    # Integer codes, not Python strings: np.unique on them finds each id's first row.
-    _, first = np.unique(pc.dictionary_encode(ids).indices.to_numpy(), return_index=True)
-    fresh = np.zeros(len(ids), dtype=bool)
-    fresh[first] = True
-    if earlier:
-        seen = pc.is_in(ids, value_set=pa.concat_arrays(earlier))
-        fresh &= ~seen.to_numpy(zero_copy_only=False)
-    if fresh.all():
+def _first_copies(table: pa.Table, seen: set[str]) -> pa.Table:
+    """The rows whose event id is new: not earlier in this table, nor in `seen` (updated)."""
+    keep = []
+    for row, event_id in enumerate(table.column("event_id").to_pylist()):
+        if event_id not in seen:
+            seen.add(event_id)
+            keep.append(row)
+    if len(keep) == table.num_rows:
         return table
-    return table.take(pa.array(np.flatnonzero(fresh)))
+    return table.take(pa.array(keep, pa.int64()))
 
 
 def _in_window(table: pa.Table, lo: datetime | None, hi: datetime | None) -> pa.Table:
