@@ -78,8 +78,8 @@ def _print_report(report: MonitorReport) -> None:
     for alarm in report.firing:
         console.print(f"[bold red]{alarm.detector}[/bold red] evidence:")
         for key, value in alarm.evidence.items():
-            if key == "cusum" and isinstance(value, dict):
-                value = {k: v for k, v in value.items() if k != "path"}
+            if key == "path":  # the CUSUM per block: --json has it
+                continue
             console.print(f"  {key}: {value}")
 
 
