@@ -110,7 +110,8 @@ class DemoConfig:
             current=6.0,
             baseline=8.0,
             min_impressions=90,
-            guard_window=6.0,
+            # Both arms of the guard need their impressions within the window (half the users each).
+            guard_window=12.0,
             silence=4.0,
             cooldown=4.0,
             retrain_window=48.0,
