@@ -330,3 +330,30 @@ def test_run_checks_on_a_lake_reports_every_detector_and_the_retrain_trigger(
     assert payload["firing"] == [d.ENGAGEMENT_DROP]
     again = Alarm.from_dict(payload["alarms"][0])
     assert again == report.alarms[0]
+
+
+def test_run_checks_reads_a_spans_reference_once(
+    lake_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recloop.monitoring.monitor as monitor_module
+
+    lake = Lake.from_uri(lake_uri)
+    lake.write_events(dropped(np.random.default_rng(4), 0.2), "b1")
+    reads: list[tuple[datetime, datetime]] = []
+    real = Engagement.from_lake
+
+    def counting(lake: Lake, start: datetime, end: datetime, attribution: timedelta) -> Engagement:
+        reads.append((start, end))
+        return real(lake, start, end, attribution)
+
+    monkeypatch.setattr(monitor_module.Engagement, "from_lake", staticmethod(counting))
+    config = replace(CFG, seasonality=timedelta(hours=20))  # a key of its own in the cache
+    first = run_checks(lake, ModelInfo("v1"), NOW, config).get(d.ENGAGEMENT_DROP)
+    hourly = len(reads)
+    assert hourly > 5  # the span, then the reference hour by hour
+    reads.clear()
+    again = run_checks(lake, ModelInfo("v1"), NOW + timedelta(minutes=1), config)
+    assert len(reads) == 1  # only the span: the reference came from the cache
+    alarm = again.get(d.ENGAGEMENT_DROP)
+    assert first is not None and alarm is not None
+    assert alarm.evidence["reference"] == first.evidence["reference"]
