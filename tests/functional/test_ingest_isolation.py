@@ -11,7 +11,6 @@ import importlib.util
 import json
 import socket
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -200,10 +199,8 @@ def test_the_lambda_writes_the_lake_while_documentdb_is_down_at_cold_start(
     sink = weblog._processor.ingestor.history_sink
     try:
         second = _kinesis_event([line.encode() for line in good_lines(31)[30:]])
-        started = time.monotonic()
         assert weblog.handler(second, _Context()) == {"batchItemFailures": []}
-        assert time.monotonic() - started < 0.5  # the outage took 1 s (server selection)
         assert lake.read_events()[0].num_rows == 31
-        assert sink.failures == 1
+        assert sink.failures == 1  # no second connection attempt (each costs a timeout)
     finally:
         sink.close()

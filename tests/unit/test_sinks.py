@@ -60,9 +60,10 @@ def test_while_the_backend_is_down_memory_is_bounded_by_the_queue() -> None:
     sink = DownFor(60.0, max_queue=50, batch_size=10)
     sink.start()
     sink.submit([view(n) for n in range(10)])
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while sink.depth and time.monotonic() < deadline:  # the thread takes the batch
         time.sleep(0.01)
+    assert sink.depth == 0
     sink.submit([view(n) for n in range(10, 60)])  # the queue fills while it retries
     with pytest.raises(SinkFullError):
         sink.submit([view(61)])
@@ -90,7 +91,10 @@ def test_closing_during_an_outage_counts_what_is_lost_and_returns() -> None:
     sink.submit([view(n) for n in range(12)])
     started = time.monotonic()
     sink.close(timeout=0.3)
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0  # 0.3 s + a 1 s grace; not the 5-minute budget
+    deadline = time.monotonic() + 10  # the thread counts the rest as it stops (a loaded CI)
+    while sink.dropped < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert sink.dropped == 12 and sink.delivered == 0
 
 
