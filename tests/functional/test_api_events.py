@@ -159,7 +159,8 @@ def test_failing_history_writes_do_not_open_the_read_paths_breaker(
 ) -> None:
     from recloop.serving.features import features_from_uri
 
-    settings = world_settings(world, lake_uri=lake_path.as_uri())
+    # read deadlines a loaded CI cannot miss: what is under test is which breaker opens
+    settings = world_settings(world, lake_uri=lake_path.as_uri(), backend_timeout_ms=2_000)
     store = FailingHistory(features_from_uri(settings.features_uri, timeout_ms=1_000))
     runtime = build_runtime(settings, features=store)
     with TestClient(create_app(settings, runtime=runtime)) as client:
