@@ -183,9 +183,20 @@ def worker_rss(server_port: int) -> list[dict[str, float]]:
         except OSError:
             continue
         if "multiprocessing" in cmdline and "spawn_main" in cmdline:
+            # Only this server's workers: other sessions' processes spawn the same way.
+            parent = re.search(r"PPid:\s+(\d+)", status)
+            if parent is None or f"--port {server_port} " not in _cmdline(parent.group(1)) + " ":
+                continue
             fields = dict(re.findall(r"(Rss\w+):\s+(\d+) kB", status))
             out.append({k: int(v) / 1024 for k, v in fields.items()})
     return out
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return (Path("/proc") / pid / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def main() -> None:
