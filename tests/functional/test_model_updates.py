@@ -128,6 +128,21 @@ def test_registry_downloads_never_follow_dot_dot_or_absolute_keys(tmp_path: Path
     assert (registry.download(version, cache / "v") / "bundle.json").is_file()
 
 
+def test_sagemaker_registry_downloads_refuse_dot_dot_keys_too(tmp_path: Path, s3: Any) -> None:
+    registry = registry_from_uri(
+        "sagemaker://recloop-models?artifacts=s3://models/sm",
+        s3_client=s3,
+        sagemaker_client=boto3.client("sagemaker", region_name="us-east-1"),
+    )
+    bundle = fit_bundle(tmp_path / "bundle", seed=1)
+    version = registry.register(bundle, {"ndcg@10": 0.5}, "run-1").version
+    artifact = registry.get(version).artifact_uri.removeprefix("s3://models/")
+    s3.put_object(Bucket="models", Key=f"{artifact}/../../../escaped.txt", Body=b"x")
+    with pytest.raises(ArtifactError):
+        registry.download(version, tmp_path / "cache" / "v")
+    assert not list(tmp_path.rglob("escaped.txt"))
+
+
 def test_the_watcher_rejects_an_unsafe_artifact_for_good(tmp_path: Path, s3: Any) -> None:
     registry = registry_from_uri("s3://models/registry", s3_client=s3)
     version = publish(registry, fit_bundle(tmp_path / "bundle", seed=1))
