@@ -35,7 +35,7 @@ class BackendMonitor:
         self,
         pings: Mapping[str, Callable[[], None]],
         metrics: ServingMetrics,
-        timeout_s: float = 2.0,
+        timeout_s: float = 3.0,  # above the backends' own 2 s ping deadline: their error shows
     ) -> None:
         self.pings = dict(pings)
         self.metrics = metrics

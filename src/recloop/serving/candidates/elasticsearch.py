@@ -214,7 +214,9 @@ class ElasticsearchCandidates:
         return ids, scores
 
     def ping(self) -> None:
-        if not self.client.ping():
+        # A health check, off the request path: the request deadline (50 ms) would report a
+        # busy cluster as down.
+        if not self.client.options(request_timeout=_PUBLISH_PING_TIMEOUT).ping():
             raise BackendError(self.name, "cluster does not answer")
 
 

@@ -36,6 +36,7 @@ from recloop.serving.features.base import (
 log = logging.getLogger(__name__)
 
 USER_TTL_DAYS = 365
+_PING_TIMEOUT_S = 2.0
 _DUPLICATE_KEY = 11000
 _DAY = 86_400
 
@@ -190,7 +191,10 @@ class MongoFeatureStore:
         return [] if doc is None else list(doc.get("segments", []))
 
     def ping(self) -> None:
-        self._call(self.db.command, "ping")
+        # A health check, off the request path: the request deadline (50 ms) would report a
+        # busy cluster as down.
+        with pymongo.timeout(_PING_TIMEOUT_S):
+            self._call(self.db.command, "ping")
 
     def close(self) -> None:
         self.db.client.close()
