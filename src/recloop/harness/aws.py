@@ -1,4 +1,5 @@
-"""AWS APIs on loopback: a moto server on 127.0.0.1, the demo account's resources, clients.
+"""AWS APIs on loopback: moto's server on 127.0.0.1 (harness.motoserver, a process of its own),
+the demo account's resources, clients.
 
 Nothing is patched in-process: every client, in this process and in the function, training
 and serving processes, reaches moto through the endpoint URL (AWS_ENDPOINT_URL, which boto3
@@ -8,11 +9,14 @@ reads itself), with dummy credentials.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from typing import Any
 
 from recloop.errors import RecloopError
+from recloop.harness.processes import die_with_parent
 from recloop.harness.terraform import REGION, Resources
 
 log = logging.getLogger(__name__)
@@ -22,17 +26,20 @@ class LoopbackAws:
     """A moto server for one demo run; `env()` is what every AWS client process needs."""
 
     def __init__(self, resources: Resources) -> None:
-        from moto.server import ThreadedMotoServer
-
-        # The server logs every request, and a traceback for each API moto lacks (the SDK's
-        # Experiments lookups, which recloop treats as absent): the demo's live view stays clean.
-        for name in ("werkzeug", "moto", "flask.app"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
         self.resources = resources
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        self._server = subprocess.Popen(
+            [sys.executable, "-m", "recloop.harness.motoserver"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=die_with_parent,
+        )
+        assert self._server.stdout is not None
+        port = self._server.stdout.readline().strip()
+        if not port.isdigit():
+            self._server.kill()
+            raise RecloopError(f"the moto server did not start (exit {self._server.poll()})")
+        self.endpoint = f"http://127.0.0.1:{port}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -68,7 +75,9 @@ class LoopbackAws:
         r = self.resources
         self.client("s3").create_bucket(Bucket=r.bucket)
         kinesis = self.client("kinesis")
-        kinesis.create_stream(StreamName=r.stream, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+        # One provisioned shard, not Terraform's ON_DEMAND (4 shards to start): the demo's few
+        # hundred records a second fit one, and each shard's batch is a lake object of its own.
+        kinesis.create_stream(StreamName=r.stream, ShardCount=1)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status = kinesis.describe_stream_summary(StreamName=r.stream)
@@ -97,4 +106,12 @@ class LoopbackAws:
         return str(value)
 
     def stop(self) -> None:
-        self._server.stop()
+        if self._server.stdin is not None:
+            self._server.stdin.close()  # the server stops when its stdin closes
+        try:
+            self._server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._server.kill()
+            self._server.wait()
+        if self._server.stdout is not None:
+            self._server.stdout.close()

@@ -139,9 +139,17 @@ class DemoConfig:
         """The same story on the AWS wiring (`recloop demo --aws`): every step crosses a
         schedule, a poller, an API and a process, and a lake read is an S3 request, so the clock
         is compressed half as much (windows twice as long in wall time) and the first model's
-        training job and the serving start get a minute of their own. Capped at 8.5 minutes."""
+        training job and the serving start get a minute of their own. At most 7 minutes of
+        phases, and 90 s of traffic once a retrained champion held up."""
         scaled = self.scaled(2.0)
-        return replace(scaled, budget=min(scaled.budget + 60.0, 510.0))
+        return replace(
+            scaled,
+            budget=min(scaled.budget + 60.0, 420.0),
+            after_recovery=min(scaled.after_recovery, 90.0),
+            # The first model ages while serving starts (a minute): no stale-model retrain
+            # before the shift's drop has had its chance.
+            max_model_age=max(scaled.max_model_age, scaled.pre_shift + scaled.current + 90.0),
+        )
 
     def scaled(self, factor: float) -> DemoConfig:
         """Every wall-clock length times `factor` (the world runs `factor` times slower)."""
