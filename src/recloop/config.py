@@ -237,6 +237,15 @@ class Settings(BaseSettings):
     sagemaker_instance_type: str = Field("ml.m5.xlarge", description="training instance type")
     sagemaker_output_uri: str | None = Field(None, description="s3:// prefix for job output")
 
+    @field_validator("origin_secret")
+    @classmethod
+    def _origin_secret_not_empty(cls, secret: SecretStr | None) -> SecretStr | None:
+        # Set but empty (an unfilled secret, `RECLOOP_ORIGIN_SECRET=`) used to start a service
+        # whose every request, /healthz included, failed with a 500: refuse it at start.
+        if secret is not None and not secret.get_secret_value():
+            raise ValueError("RECLOOP_ORIGIN_SECRET is empty; unset it to serve without the check")
+        return secret
+
     @field_validator("url_rules")
     @classmethod
     def _rules_have_item_group(cls, rules: tuple[str, ...]) -> tuple[str, ...]:

@@ -41,4 +41,29 @@ replay_cli.register(app)
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except Exception as exc:
+        message = settings_error(exc)
+        if message is None:
+            raise
+        typer.echo(message, err=True)
+        raise SystemExit(2) from None
+
+
+def settings_error(exc: BaseException) -> str | None:
+    """A clear message for invalid RECLOOP_* settings (None for any other error).
+
+    pydantic's own text is a traceback that also echoes the input, every RECLOOP_* value
+    secrets included; this names each variable and what is wrong, never its value.
+    """
+    from pydantic import ValidationError  # here: `recloop --help` must not import pydantic
+
+    if not isinstance(exc, ValidationError) or exc.title != "Settings":
+        return None
+    lines = ["error: invalid settings (RECLOOP_* environment variables):"]
+    for error in exc.errors(include_url=False, include_input=False):
+        field = "_".join(str(part) for part in error["loc"]).upper()
+        name = f"RECLOOP_{field}" if field else "settings"
+        lines.append(f"  {name}: {error['msg']}")
+    return "\n".join(lines)
