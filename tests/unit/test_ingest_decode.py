@@ -83,6 +83,16 @@ def test_undecodable_records_are_rejected_whole_with_their_bytes(raw: bytes, rea
     assert isinstance(units[0], Rejected) and units[0].payload == raw
 
 
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [(b"[]", "an empty JSON list (no events)"), (b"[1]", "not a JSON object")],
+)
+def test_json_that_holds_no_event_says_why(raw: bytes, detail: str) -> None:
+    units = decode_record(raw, LIMIT)
+    assert kinds(units) == ["rejected:invalid_event"]
+    assert isinstance(units[0], Rejected) and units[0].detail == detail
+
+
 def test_logstash_events_are_recognised() -> None:
     line = {"@timestamp": "2024-01-01T00:00:00Z", "message": "127.0.0.1 - - ..."}
     assert kinds(decode_record(json.dumps(line).encode(), LIMIT)) == ["logstash"]

@@ -331,3 +331,13 @@ def test_a_batch_whose_every_event_is_rejected_late_writes_no_events(
     report = ingestor.ingest_records(records, "all-old")
     assert report.to_dict()["quarantined"] == {"too_old": 3}
     assert report.written == 0 and lake.read_events()[0].num_rows == 0
+
+
+@pytest.mark.parametrize("line", [b"null", b'"text"', b"1e999999", b"hello world"])
+def test_a_line_neither_event_nor_access_log_says_so_without_calling_json_not_json(
+    ingestor: Ingestor, lake: Lake, line: bytes
+) -> None:
+    report = ingestor.ingest_records([rec(0, line)], "b1")
+    assert report.quarantined == {"unsupported_format": 1}
+    [row] = lake.read_quarantine().to_pylist()
+    assert row["detail"] == "neither a JSON object nor an access-log line"

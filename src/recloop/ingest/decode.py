@@ -99,7 +99,9 @@ def _from_json(obj: Any, text: str) -> list[Unit]:
             else:
                 units.append(Rejected("invalid_event", "not a JSON object", item_text.encode()))
         return units
-    return [Rejected("invalid_event", "JSON is not an object or a list", text.encode())]
+    # `[]` is a list too: say which case this is, not "not a list"
+    why = "an empty JSON list (no events)" if obj == [] else "JSON that is not an object"
+    return [Rejected("invalid_event", why, text.encode())]
 
 
 def _from_cloudwatch(obj: dict[str, Any], text: str) -> list[Unit]:

@@ -220,7 +220,10 @@ class Ingestor:
             else:
                 parsed = parse_access_log(unit.data)
                 access = parsed or Rejected(
-                    "unsupported_format", "not JSON and not an access-log line", unit.text.encode()
+                    "unsupported_format",
+                    # `null`, `"text"` or `1` are JSON, just not an event: no "not JSON" here
+                    "neither a JSON object nor an access-log line",
+                    unit.text.encode(),
                 )
             if isinstance(access, Rejected):
                 batch.rejected.append((src, access))
