@@ -316,6 +316,20 @@ def test_compaction_replaced_objects_and_the_quarantine_expire_by_lifecycle() ->
     assert first(quarantine["expiration"])["days"] == "${var.quarantine_retention_days}"
 
 
+def test_the_streams_failed_batches_expire_where_lambda_writes_them() -> None:
+    # The on-failure destination writes raw records (IPs, query strings) under the prefix the
+    # ingest role may write; the lake bucket must expire exactly that prefix.
+    ingest = load(MODULES / "ingest").resources("aws_iam_policy_document", "data")["this"]
+    [written] = [s for s in ingest["statement"] if s.get("sid") == "OnFailureDestination"]
+    [resource] = written["resources"]
+    prefix = resource.split("}/", 1)[1].removesuffix("*")
+    rules = load(MODULES / "datalake").resources("aws_s3_bucket_lifecycle_configuration")["this"]
+    by_id = {rule["id"]: rule for rule in rules["rule"]}
+    failed = by_id["expire-failed-stream-batches"]
+    assert first(failed["filter"])["prefix"] == prefix == "aws/lambda/"
+    assert first(failed["expiration"])["days"] == "${var.failed_batch_retention_days}"
+
+
 _GLUE_TYPES = {
     "string": "string",
     "timestamp[ms, tz=UTC]": "timestamp",

@@ -167,6 +167,23 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
       noncurrent_days = 1
     }
   }
+
+  # The weblog event source mapping's on-failure destination (modules/ingest) writes batches
+  # that exhausted their retries under aws/lambda/, outside the lake prefix, WITH their raw
+  # records (client IPs, query strings): kept for on-call to replay, then expired.
+  rule {
+    id     = "expire-failed-stream-batches"
+    status = "Enabled"
+    filter {
+      prefix = "aws/lambda/"
+    }
+    expiration {
+      days = var.failed_batch_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
 }
 
 resource "aws_s3_bucket_logging" "this" {

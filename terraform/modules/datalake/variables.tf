@@ -63,6 +63,12 @@ variable "compaction_grace_days" {
   default     = 3
 }
 
+variable "failed_batch_retention_days" {
+  description = "Days the stream's failed batches (aws/lambda/..., raw records) are kept."
+  type        = number
+  default     = 14
+}
+
 variable "quarantine_retention_days" {
   description = "Days quarantined records (rejected input with its raw payload) are kept."
   type        = number
