@@ -272,54 +272,45 @@ def test_the_csv_importer_accounts_for_arbitrary_rows(rows: list[list[str]]) -> 
     assert_accounted(result.report, lake)
 
 
-ACCEPTED: list[int] = []  # events POST /events accepted, for the sink's accounting below
+api_bodies = st.one_of(
+    st.lists(event_dicts(), min_size=1, max_size=3).map(lambda es: {"events": es}),
+    json_values,
+)
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def test_post_events_answers_202_or_422_and_the_sink_delivers_what_it_accepted(
+    tmp_path: Path,
+) -> None:
+    # One test, not two ordered ones: the sink's accounting needs every request the property
+    # made, and pytest-xdist may run two tests of a module on different workers.
     from fastapi.testclient import TestClient
 
     from recloop.serving.app import create_app
     from recloop.serving.testing import tiny_world, world_settings
 
-    world = tiny_world(tmp_path_factory.mktemp("world"), family="popularity")
-    lake_uri = tmp_path_factory.mktemp("api-lake").as_uri()
+    world = tiny_world(tmp_path / "world", family="popularity")
+    lake_uri = (tmp_path / "api-lake").as_uri()
+    accepted: list[int] = []
     with TestClient(create_app(world_settings(world, lake_uri=lake_uri))) as client:
-        yield client, Lake.from_uri(lake_uri)
 
+        @PROPERTY
+        @given(api_bodies)
+        def post(body: Any) -> None:
+            response = client.post(
+                "/events", content=json.dumps(body), headers={"content-type": "application/json"}
+            )
+            assert response.status_code in (202, 422), response.text
+            if response.status_code == 202:
+                assert response.json() == {"accepted": len(body["events"])}
+                accepted.append(len(body["events"]))
 
-# one worker runs both, in this order (CI: pytest -n 2 --dist loadgroup)
-API_GROUP = pytest.mark.xdist_group("ingest-properties-api")
-
-
-@API_GROUP
-@PROPERTY
-@given(
-    st.one_of(
-        st.lists(event_dicts(), min_size=1, max_size=3).map(lambda es: {"events": es}),
-        json_values,
-    )
-)
-def test_post_events_answers_202_or_422_for_arbitrary_json(api: Any, body: Any) -> None:
-    client, _ = api
-    response = client.post(
-        "/events", content=json.dumps(body), headers={"content-type": "application/json"}
-    )
-    assert response.status_code in (202, 422), response.text
-    if response.status_code == 202:
-        assert response.json() == {"accepted": len(body["events"])}
-        ACCEPTED.append(len(body["events"]))
-
-
-@API_GROUP
-def test_the_api_sink_delivered_everything_it_accepted(api: Any) -> None:
-    # runs after the property above (same module client): nothing accepted was dropped
-    client, lake = api
-    sink = client.app.state.runtime.sink
-    assert sink.flush(60.0)
-    assert sink.dropped == 0
-    assert sink.delivered == sum(ACCEPTED)
+        post()
+        sink = client.app.state.runtime.sink
+        assert sink.flush(60.0)
+        assert sink.dropped == 0
+        assert sink.delivered == sum(accepted)
     if EXAMPLES >= 200:  # else the strategy no longer makes valid events: a vacuous check
-        assert ACCEPTED, "POST /events accepted no generated request"
-    if ACCEPTED:
+        assert accepted, "POST /events accepted no generated request"
+    if accepted:
+        lake = Lake.from_uri(lake_uri)
         assert lake.read_events()[0].num_rows + lake.read_quarantine().num_rows > 0
