@@ -112,7 +112,7 @@ class KinesisEventSource:
                     self._deliver(shard, batch)
                     self._pending = sum(len(b) for b in buffers.values())
             if idle:
-                self._stop.wait(0.2)
+                self._stop.wait(1.0)  # Lambda polls an idle shard about once a second
 
     def _deliver(self, shard: str, records: list[dict[str, Any]]) -> None:
         batch = records
