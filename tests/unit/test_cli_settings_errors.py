@@ -59,3 +59,17 @@ def test_an_empty_origin_secret_is_refused_at_start() -> None:
 
 def test_other_errors_are_left_to_propagate() -> None:
     assert settings_error(ValueError("not about settings")) is None
+
+
+def test_an_error_message_prints_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # Rich read ":secret:" in an ARN as an emoji code and "[...]" as markup.
+    import typer
+
+    from recloop.cli._common import user_errors
+    from recloop.errors import ConfigError
+
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:app-[x]/key"
+    with pytest.raises(typer.Exit) as exited, user_errors():
+        raise ConfigError(f"cannot read {arn}: [/bold] denied")
+    assert exited.value.exit_code == 2
+    assert f"error: cannot read {arn}: [/bold] denied" in capsys.readouterr().err

@@ -10,12 +10,14 @@ from typing import Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from recloop.errors import RecloopError
 
 # Human output on stderr keeps stdout clean for --json; soft wrap keeps an error message (and
-# the path in it) on one line whatever the terminal width.
-console = Console(stderr=True, soft_wrap=True)
+# the path in it) on one line whatever the terminal width. No emoji codes: a Secrets Manager
+# ARN's ":secret:" printed as a pictogram.
+console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 @contextmanager
@@ -24,7 +26,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except RecloopError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        # The message is text, not markup: "[...]" in a path or a value must print as is.
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
