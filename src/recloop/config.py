@@ -62,7 +62,11 @@ def local_root() -> Path:
 class Settings(BaseSettings):
     """recloop's configuration; each field is RECLOOP_<NAME> in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="RECLOOP_", extra="ignore", env_file=None)
+    # hide_input_in_errors: a refused setting's error (a Lambda's or task's log) would otherwise
+    # repeat the input, every RECLOOP_* value and secret the process was given.
+    model_config = SettingsConfigDict(
+        env_prefix="RECLOOP_", extra="ignore", env_file=None, hide_input_in_errors=True
+    )
 
     @classmethod
     def settings_customise_sources(

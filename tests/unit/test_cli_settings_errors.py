@@ -73,3 +73,15 @@ def test_an_error_message_prints_as_written(capsys: pytest.CaptureFixture[str]) 
         raise ConfigError(f"cannot read {arn}: [/bold] denied")
     assert exited.value.exit_code == 2
     assert f"error: cannot read {arn}: [/bold] denied" in capsys.readouterr().err
+
+
+def test_a_refused_setting_never_repeats_the_secrets_in_its_error() -> None:
+    # What a Lambda or the serving task logs when its settings are refused: pydantic's text
+    # repeated the input (a mistyped value, or the whole dict of settings with their secrets).
+    with pytest.raises(ValidationError) as refused:
+        Settings(environment="prod", visitor_key="tiny-secret")
+    assert "RECLOOP_VISITOR_KEY is shorter than" in str(refused.value)
+    assert "tiny-secret" not in str(refused.value)
+    with pytest.raises(ValidationError) as refused:
+        Settings(backend_check_seconds="pasted-a-secret-here")
+    assert "pasted-a-secret" not in str(refused.value)
