@@ -14,13 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb  # a dev dependency: a missing one must fail, not skip the view's test
 import pytest
 
 from lake_fixtures import Crash, CrashingStore
 from recloop.events import EVENT_SCHEMA, Event, EventType, events_to_table
 from recloop.lake import Lake, compact, compact_hour, layout
-
-duckdb = pytest.importorskip("duckdb")
 
 VIEW = Path(__file__).resolve().parents[2] / "terraform/modules/datalake/events_view.sql"
 HOUR0 = datetime(2024, 3, 1, 10, tzinfo=UTC)
