@@ -3,6 +3,7 @@ server's event id, oversized bodies are 413 unread, history writes have their ow
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -179,3 +180,14 @@ def test_the_largest_valid_request_is_under_the_default_body_limit(client: TestC
     events = [click(context={"page": long, "referrer": long}) for _ in range(500)]
     response = client.post("/events", json={"events": events})
     assert response.status_code == 202, response.text[:200]
+
+
+def test_a_json_body_without_a_json_content_type_is_told_so(client: TestClient) -> None:
+    # curl -d and navigator.sendBeacon send text/plain or form types: the body is then not
+    # parsed as JSON, and "not a valid dictionary" alone sends the client looking elsewhere.
+    body = json.dumps({"events": [click()]})
+    response = client.post("/events", content=body, headers={"content-type": "text/plain"})
+    assert response.status_code == 422
+    assert "Content-Type: application/json" in response.json()["error"]["message"]
+    refused = client.post("/events", json={"events": []})  # JSON: the plain message
+    assert refused.json()["error"]["message"] == "the request is not valid"

@@ -117,7 +117,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
             for err in exc.errors()
         ]
-        return _error(422, "invalid_request", "the request is not valid", fields)
+        message = "the request is not valid"
+        if request.method == "POST" and "json" not in request.headers.get("content-type", ""):
+            # A JSON body sent as text/plain (sendBeacon, curl -d) reads as "not an object":
+            # name the real cause.
+            message += "; send the body as JSON with Content-Type: application/json"
+        return _error(422, "invalid_request", message, fields)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
