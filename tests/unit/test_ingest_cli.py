@@ -154,3 +154,12 @@ def test_a_truncated_gzip_ingests_what_it_holds_and_says_where_it_broke(
     assert 0 < line < 3000
     written = Lake.from_uri(lake_uri).read_events()[0].num_rows
     assert line - 1 <= written <= line  # the last line read may be cut mid-way: quarantined
+
+
+def test_a_gz_that_is_not_gzip_says_no_line_was_read(tmp_path: Path, lake_uri: str) -> None:
+    path = tmp_path / "plain.gz"
+    path.write_text('{"event_id": "e1"}\n')
+    result = CliRunner().invoke(app, ["ingest", str(path), "--lake-uri", lake_uri, "--no-features"])
+    assert result.exit_code == 2
+    assert "plain.gz: unreadable after line 0" in result.output
+    assert "No line was read." in result.output and "Lines 1-0" not in result.output

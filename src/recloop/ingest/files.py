@@ -102,9 +102,10 @@ def line_chunks(
         yield LineChunk(f"file-{digest.take()}", records, size)
     if failure is not None:
         why = str(failure) or type(failure).__name__
+        done = f"Lines 1-{number} were ingested." if number else "No line was read."
         raise InputFileError(
             f"{label}: unreadable after line {number} ({why}; a truncated or corrupt file?). "
-            f"Lines 1-{number} were ingested."
+            + done
         ) from failure
 
 
