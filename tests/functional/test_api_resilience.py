@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -375,3 +376,23 @@ def test_a_catalogue_outage_part_way_through_a_load_still_serves_the_model(
         assert model.items.known.all()
         indexed = np.concatenate(list(model.category_items.values()))
         assert sorted(indexed.tolist()) == list(range(model.n_items))
+
+
+def test_an_outage_logs_one_warning_per_backend_not_one_per_request(
+    world: TinyWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # At production traffic a per-request line is thousands of log lines a second per task;
+    # the degraded-answer counter keeps the count.
+    store = FailingStore(world.root / "features.db", timeout_ms=100)
+    with make_client(world, tmp_path, features=store) as client:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="recloop.serving.service"):
+            for _ in range(20):
+                body = client.get("/recommendations", params={"user_id": "u0"}).json()
+                assert body["degraded_reasons"] == ["features"]
+        lines = [r for r in caplog.records if r.getMessage().startswith("degraded answer")]
+        assert len(lines) == 1, [r.getMessage() for r in lines]
+        assert (
+            'recloop_degraded_responses_total{reason="features"} 20.0'
+            in client.get("/metrics").text
+        )

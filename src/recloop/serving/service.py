@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -44,6 +45,9 @@ T = TypeVar("T")
 _ORIGINS = {int(o): o for o in Origin}
 
 HISTORY_LIMIT = 50
+# A backend outage degrades every request: one warning per backend this often, not one per
+# request (thousands of lines a second per task); recloop_degraded_responses_total counts all.
+DEGRADED_LOG_EVERY_S = 10.0
 N_CANDIDATES = 300
 # Metadata is fetched for this many of the best-scored candidates per requested item.
 _META_FACTOR = 4
@@ -119,6 +123,7 @@ class RecommendationService:
         # Labelled children looked up once: labels() takes a lock and a dict lookup (~2 us).
         self._impressions_queued = metrics.impressions.labels("queued")
         self._impressions_dropped = metrics.impressions.labels("dropped")
+        self._degraded_logged_at: dict[str, float] = {}  # backend -> monotonic time of its line
 
     def model(self, actor_id: str | None = None) -> ServedModel:
         """The champion, or for an actor the model of their arm (see hotswap.Holdback)."""
@@ -477,7 +482,12 @@ class RecommendationService:
         except BackendError as exc:
             self.metrics.backend_errors.labels(name).inc()
             self._degrade(ctx, name)
-            log.warning("degraded answer: %s", exc)
+            now, last = time.monotonic(), self._degraded_logged_at.get(name)
+            if last is None or now - last >= DEGRADED_LOG_EVERY_S:
+                self._degraded_logged_at[name] = now
+                log.warning(
+                    "degraded answer: %s (logged at most every %.0f s)", exc, DEGRADED_LOG_EVERY_S
+                )
             return None
 
     def _degrade(self, ctx: _Context, reason: str) -> None:
