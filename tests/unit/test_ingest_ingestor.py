@@ -341,3 +341,16 @@ def test_a_line_neither_event_nor_access_log_says_so_without_calling_json_not_js
     assert report.quarantined == {"unsupported_format": 1}
     [row] = lake.read_quarantine().to_pylist()
     assert row["detail"] == "neither a JSON object nor an access-log line"
+
+
+def test_an_oversized_file_line_does_not_claim_the_size_it_was_cut_to(
+    ingestor: Ingestor, lake: Lake, tmp_path: Path
+) -> None:
+    # A 3 MiB line is read as its first limit + 1 bytes; "262145 bytes" was not its size.
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"A" * (3 << 20) + b"\n" + json.dumps(tracker(1)).encode() + b"\n")
+    report = ingestor.ingest_file(path)
+    assert (report.written, report.quarantined) == (1, {"oversized": 1})
+    [row] = lake.read_quarantine().to_pylist()
+    limit = Settings().max_record_bytes
+    assert row["detail"] == f"over {limit} bytes (not read further)"

@@ -148,7 +148,13 @@ def _decode_one(raw: bytes, max_bytes: int) -> list[Unit]:
             return [Rejected("oversized", f"decompresses to more than {max_bytes} bytes", raw)]
         data = inflated
     if len(data) > max_bytes:
-        return [Rejected("oversized", f"{len(data)} bytes > {max_bytes}", raw)]
+        # A file line arrives cut at max_bytes + 1 (ingest/files.py): that length is not its size.
+        why = (
+            f"{len(data)} bytes > {max_bytes}"
+            if len(data) > max_bytes + 1
+            else f"over {max_bytes} bytes (not read further)"
+        )
+        return [Rejected("oversized", why, raw)]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
