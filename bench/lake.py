@@ -265,9 +265,12 @@ def run(args: argparse.Namespace, lake: Lake) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def s3_lake() -> Iterator[Lake]:
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
