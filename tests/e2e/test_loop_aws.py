@@ -15,11 +15,13 @@ import pytest
 from moto import mock_aws
 
 from recloop.config import Settings, get_settings
+from recloop.lake import Lake
 from recloop.loop import SageMakerTrainer, TrainSpec
 from recloop.loop.wiring import launch_config
 from recloop.registry.gate import GateConfig
 from recloop.training.pipeline import TrainOptions
 from recloop.training.sagemaker import DECIDE, hyperparameters_to_options
+from training_fixtures import synthetic_events
 
 NOW = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
 
@@ -51,7 +53,13 @@ def test_a_retrain_starts_one_job_that_registers_without_deciding(
         session.client("iam").create_role(
             RoleName="recloop-training", AssumeRolePolicyDocument="{}"
         )
-        session.client("s3").create_bucket(Bucket="recloop-data")
+        s3 = session.client("s3")
+        s3.create_bucket(Bucket="recloop-data")
+        # Three days of events inside the window: the channel lists exactly their objects.
+        lake = Lake.from_uri("s3://recloop-data/lake", s3_client=s3)
+        lake.write_events(
+            synthetic_events(days=3, start=(NOW - timedelta(days=3)).isoformat()), "shard-0"
+        )
         sent: list[dict[str, Any]] = []
         session.events.register(
             "provide-client-params.sagemaker.CreateTrainingJob",
@@ -70,9 +78,10 @@ def test_a_retrain_starts_one_job_that_registers_without_deciding(
     assert hp.pop(DECIDE) == "false"  # the loop applies the verdict when the job ends
     options = hyperparameters_to_options(hp, TrainOptions())
     assert options.until == NOW.isoformat() and options.families == ()  # the whole search
-    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == (
-        "s3://recloop-data/lake"
-    )
+    source = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]
+    # The window's objects as a manifest file, never the whole lake (history, quarantine).
+    assert source["S3DataType"] == "ManifestFile"
+    assert source["S3Uri"].startswith("s3://recloop-data/training-output/channels/")
     assert trainer.lease_ttl > timedelta(
         seconds=request["StoppingCondition"]["MaxRuntimeInSeconds"]
     )
