@@ -111,20 +111,29 @@ def test_serve_starts_and_answers_degraded_without_backends_then_recovers(
         es.start()
         wait_for(lambda: set(backends().values()) == {"ok"}, 60, "backends reported up")
 
-        def normal() -> bool:
-            body = httpx.get(url + "/recommendations", params={"user_id": "u3"}).json()
-            return body["degraded"] is False
+        # Each worker recovers on its own (its breaker probes after its reset time, its backend
+        # check publishes the index again), so recovery is judged on bursts that reach both
+        # workers, not on a few requests that one worker may have answered. A loaded runner
+        # (2 cores, CI) can make a loopback call miss its 2 s deadline now and then, and that
+        # answer is degraded by design: recovery is most answers being normal again.
+        latest: dict[str, Any] = {}
 
-        # Each worker: the breaker probes after its reset time, the index is published again.
-        wait_for(lambda: all(normal() for _ in range(5)), 90, "answers no longer degraded")
-        answers = load(url)
-        assert [r.status_code for r in answers] == [200] * len(answers)
-        bodies = [r.json() for r in answers]
-        # A loaded runner (2 cores, CI) can make a loopback call miss its 2 s deadline now and
-        # then, and that answer is degraded by design: recovery is most answers being normal
-        # again, not no call ever being slow. Before recovery every answer was degraded.
-        degraded = sum(b["degraded"] for b in bodies)
-        assert degraded <= len(bodies) // 10, f"{degraded} of {len(bodies)} still degraded"
+        def recovered() -> bool:
+            answers = load(url)
+            assert [r.status_code for r in answers] == [200] * len(answers)
+            latest["bodies"] = [r.json() for r in answers]
+            degraded = [b["degraded_reasons"] for b in latest["bodies"] if b["degraded"]]
+            latest["degraded"] = degraded
+            return len(degraded) <= len(answers) // 10
+
+        try:
+            wait_for(recovered, 90, "answers no longer degraded")
+        except AssertionError:
+            raise AssertionError(
+                f"{len(latest['degraded'])} of {len(latest['bodies'])} still degraded: "
+                f"{latest['degraded'][:5]}"
+            ) from None
+        bodies = latest["bodies"]
         assert all(b["source"] == "personalised" for b in bodies)
         # The candidate index serves again: the version's index was built and is queried.
         index = f"recloop-items-v{world.version}"
